@@ -1,0 +1,317 @@
+//! Typed configuration, read once at init from the environment and, when SECRETS_ARN is
+//! set, from one Secrets Manager secret (a JSON object of secret names to values).
+//! Every problem is reported naming the variable at fault.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// Where a configuration is for: it decides the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// A Lambda function: DynamoDB and SQS, named by the template's variables.
+    Lambda,
+    /// The local runner: the embedded store and queue under DATA_DIR.
+    Local,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreBackend {
+    Embedded,
+    DynamoDb { table: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueBackend {
+    Embedded { max_receive_count: u32 },
+    Sqs { queue_url: String, dead_letter_url: Option<String> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// How long a health result is served from cache.
+    pub cache_for: Duration,
+    /// The queue is unhealthy from this many waiting messages.
+    pub max_waiting: u64,
+    /// The queue is unhealthy from this many dead letters.
+    pub max_dead_letters: u64,
+}
+
+/// Secret values by name. Never printed: `SecretString`'s Debug shows nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Secrets(BTreeMap<&'static str, SecretString>);
+
+/// Every secret sellerhub knows. Each may come from the environment or the secret.
+pub const SECRET_NAMES: &[&str] = &[
+    "SESSION_SIGNING_KEY",
+    "GRANT_ENCRYPTION_KEY",
+    "CURSOR_SIGNING_KEY",
+    "MERCADOLIVRE_CLIENT_SECRET",
+    "META_APP_SECRET",
+    "UPSTASH_REDIS_REST_TOKEN",
+];
+
+impl Secrets {
+    pub fn get(&self, name: &str) -> Option<&SecretString> {
+        self.0.get(name)
+    }
+
+    /// The secret, or an error naming it: for functions to call at init for each secret
+    /// they need.
+    pub fn require(&self, name: &'static str) -> Result<&SecretString, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing(name))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.keys().copied()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub version: &'static str,
+    pub store: StoreBackend,
+    pub queue: QueueBackend,
+    /// Where the embedded store and queue keep their file.
+    pub data_dir: PathBuf,
+    /// The local runner's listening address (127.0.0.1:3000 by default).
+    pub listen: SocketAddr,
+    pub health: HealthSettings,
+    /// The Secrets Manager secret to read at init, if any.
+    pub secrets_arn: Option<String>,
+    pub secrets: Secrets,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("SECRETS_ARN: {0}")]
+    Secret(String),
+}
+
+/// Reads typed variables from a lookup, so tests pass a map instead of mutating the
+/// process environment.
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn text(&self, name: &'static str) -> Option<String> {
+        (self.0)(name).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.text(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn parsed<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.text(name) {
+            None => Ok(default),
+            Some(text) => text.parse().map_err(|error: T::Err| ConfigError::Invalid {
+                name,
+                reason: format!("{text:?}: {error}"),
+            }),
+        }
+    }
+
+    fn choice(&self, name: &'static str, default: &'static str, allowed: &[&'static str]) -> Result<&'static str, ConfigError> {
+        let Some(text) = self.text(name) else {
+            return Ok(default);
+        };
+        allowed
+            .iter()
+            .find(|choice| choice.eq_ignore_ascii_case(&text))
+            .copied()
+            .ok_or_else(|| ConfigError::Invalid {
+                name,
+                reason: format!("{text:?}, expected one of {}", allowed.join(", ")),
+            })
+    }
+}
+
+impl Config {
+    /// The configuration from the process environment plus, when SECRETS_ARN is set, the
+    /// secret it names.
+    pub async fn load(profile: Profile) -> Result<Self, ConfigError> {
+        let mut config = Self::from_vars(profile, |name| std::env::var(name).ok())?;
+        if let Some(arn) = config.secrets_arn.clone() {
+            let sdk = crate::aws::sdk_config().await;
+            let client = aws_sdk_secretsmanager::Client::new(&sdk);
+            let secret = client
+                .get_secret_value()
+                .secret_id(&arn)
+                .send()
+                .await
+                .map_err(|error| ConfigError::Secret(aws_sdk_secretsmanager::error::DisplayErrorContext(error).to_string()))?;
+            let text = secret
+                .secret_string()
+                .ok_or_else(|| ConfigError::Secret("the secret has no string value".into()))?;
+            config.merge_secret_json(text)?;
+        }
+        Ok(config)
+    }
+
+    /// The configuration from variables looked up with `var`.
+    pub fn from_vars(profile: Profile, var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(var);
+        let default_backends = match profile {
+            Profile::Lambda => ("dynamodb", "sqs"),
+            Profile::Local => ("embedded", "embedded"),
+        };
+
+        let store = match vars.choice("STORE_BACKEND", default_backends.0, &["embedded", "dynamodb"])? {
+            "dynamodb" => StoreBackend::DynamoDb {
+                table: vars.required("TABLE_NAME")?,
+            },
+            _ => StoreBackend::Embedded,
+        };
+        let queue = match vars.choice("QUEUE_BACKEND", default_backends.1, &["embedded", "sqs"])? {
+            "sqs" => QueueBackend::Sqs {
+                queue_url: vars.required("WEBHOOK_QUEUE_URL")?,
+                dead_letter_url: vars.text("WEBHOOK_DLQ_URL"),
+            },
+            _ => {
+                let max_receive_count = vars.parsed("QUEUE_MAX_RECEIVE_COUNT", 5u32)?;
+                if max_receive_count == 0 {
+                    return Err(ConfigError::Invalid {
+                        name: "QUEUE_MAX_RECEIVE_COUNT",
+                        reason: "must be at least 1".into(),
+                    });
+                }
+                QueueBackend::Embedded { max_receive_count }
+            }
+        };
+
+        let host: std::net::IpAddr = vars.parsed("HOST", std::net::IpAddr::from([127, 0, 0, 1]))?;
+        let port: u16 = vars.parsed("PORT", 3000)?;
+
+        let health = HealthSettings {
+            cache_for: Duration::from_millis(vars.parsed("HEALTH_CACHE_MS", 5000u64)?),
+            max_waiting: vars.parsed("HEALTH_MAX_WAITING", 1000u64)?,
+            max_dead_letters: vars.parsed("HEALTH_MAX_DEAD_LETTERS", 100u64)?,
+        };
+
+        let mut secrets = Secrets::default();
+        for name in SECRET_NAMES {
+            if let Some(value) = vars.text(name) {
+                secrets.0.insert(name, SecretString::from(value));
+            }
+        }
+
+        Ok(Self {
+            version: env!("CARGO_PKG_VERSION"),
+            store,
+            queue,
+            data_dir: PathBuf::from(vars.text("DATA_DIR").unwrap_or_else(|| ".data".into())),
+            listen: SocketAddr::new(host, port),
+            health,
+            secrets_arn: vars.text("SECRETS_ARN"),
+            secrets,
+        })
+    }
+
+    /// Adds the secrets of a Secrets Manager secret's JSON text; its values win over the
+    /// environment's. A name sellerhub does not know is an error (a typo would otherwise
+    /// leave a secret silently missing).
+    pub fn merge_secret_json(&mut self, text: &str) -> Result<(), ConfigError> {
+        let values: BTreeMap<String, String> =
+            serde_json::from_str(text).map_err(|_| ConfigError::Secret("the secret is not a JSON object of strings".into()))?;
+        for (name, value) in values {
+            let Some(known) = SECRET_NAMES.iter().find(|known| **known == name) else {
+                return Err(ConfigError::Secret(format!("unknown secret name {name:?}")));
+            };
+            self.secrets.0.insert(known, SecretString::from(value));
+        }
+        Ok(())
+    }
+
+    /// Whether any adapter talks to AWS (and so needs the SDK's configuration).
+    pub fn uses_aws(&self) -> bool {
+        matches!(self.store, StoreBackend::DynamoDb { .. }) || matches!(self.queue, QueueBackend::Sqs { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn config(profile: Profile, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_vars(profile, |name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn local_defaults_to_the_embedded_adapters_on_loopback() {
+        let config = config(Profile::Local, &[]).unwrap();
+        assert_eq!(config.store, StoreBackend::Embedded);
+        assert_eq!(config.queue, QueueBackend::Embedded { max_receive_count: 5 });
+        assert_eq!(config.listen, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(config.data_dir, PathBuf::from(".data"));
+        assert_eq!(config.health.max_waiting, 1000);
+        assert_eq!(config.health.max_dead_letters, 100);
+    }
+
+    #[test]
+    fn lambda_needs_its_table_and_queue_named() {
+        assert_eq!(config(Profile::Lambda, &[]).unwrap_err(), ConfigError::Missing("TABLE_NAME"));
+        assert_eq!(
+            config(Profile::Lambda, &[("TABLE_NAME", "t")]).unwrap_err(),
+            ConfigError::Missing("WEBHOOK_QUEUE_URL")
+        );
+        let config = config(Profile::Lambda, &[("TABLE_NAME", "t"), ("WEBHOOK_QUEUE_URL", "http://q"), ("WEBHOOK_DLQ_URL", "http://d")]).unwrap();
+        assert_eq!(config.store, StoreBackend::DynamoDb { table: "t".into() });
+        assert_eq!(
+            config.queue,
+            QueueBackend::Sqs {
+                queue_url: "http://q".into(),
+                dead_letter_url: Some("http://d".into())
+            }
+        );
+        assert!(config.uses_aws());
+    }
+
+    #[test]
+    fn each_adapter_switches_to_the_real_service_on_its_own() {
+        let config = config(Profile::Local, &[("STORE_BACKEND", "DynamoDB"), ("TABLE_NAME", "t")]).unwrap();
+        assert_eq!(config.store, StoreBackend::DynamoDb { table: "t".into() });
+        assert_eq!(config.queue, QueueBackend::Embedded { max_receive_count: 5 });
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        let error = config(Profile::Local, &[("PORT", "eighty")]).unwrap_err();
+        assert!(matches!(error, ConfigError::Invalid { name: "PORT", .. }), "{error}");
+        assert!(error.to_string().starts_with("PORT is invalid"));
+        let error = config(Profile::Local, &[("STORE_BACKEND", "postgres")]).unwrap_err();
+        assert!(error.to_string().contains("STORE_BACKEND"), "{error}");
+        let error = config(Profile::Local, &[("QUEUE_MAX_RECEIVE_COUNT", "0")]).unwrap_err();
+        assert!(matches!(error, ConfigError::Invalid { name: "QUEUE_MAX_RECEIVE_COUNT", .. }));
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_and_the_secret_and_never_print() {
+        let mut config = config(Profile::Local, &[("META_APP_SECRET", "from-env"), ("SESSION_SIGNING_KEY", "env-key")]).unwrap();
+        config
+            .merge_secret_json(r#"{"SESSION_SIGNING_KEY": "from-secret", "CURSOR_SIGNING_KEY": "c"}"#)
+            .unwrap();
+        assert_eq!(config.secrets.require("META_APP_SECRET").unwrap().expose_secret(), "from-env");
+        assert_eq!(config.secrets.require("SESSION_SIGNING_KEY").unwrap().expose_secret(), "from-secret");
+        assert_eq!(config.secrets.require("GRANT_ENCRYPTION_KEY").unwrap_err(), ConfigError::Missing("GRANT_ENCRYPTION_KEY"));
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("from-env") && !printed.contains("from-secret"), "{printed}");
+        assert!(matches!(config.merge_secret_json(r#"{"SESION_KEY": "x"}"#), Err(ConfigError::Secret(_))));
+        assert!(matches!(config.merge_secret_json("not json"), Err(ConfigError::Secret(_))));
+    }
+}

@@ -1,0 +1,59 @@
+//! Request/response plumbing every HTTP function shares: problem+json errors, the
+//! request id, body limits and JSON responses, and [`serve`], which wraps a handler
+//! with all of them — for the Lambda binary and the local runner alike.
+
+mod problem;
+mod request;
+
+use std::future::Future;
+
+use lambda_http::{Body, Request, Response};
+use tracing::Instrument;
+
+pub use problem::{ApiError, Problem};
+pub use request::{RequestIds, body_bytes, client_ip, request_ids, resource_path};
+
+/// The most body any endpoint accepts unless it sets its own limit.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A JSON response.
+pub fn json<T: serde::Serialize>(status: http::StatusCode, value: &T) -> Result<Response<Body>, ApiError> {
+    let body = serde_json::to_vec(value).map_err(|error| ApiError::Internal(format!("serialising a response: {error}")))?;
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(Body::Binary(body))
+        .map_err(|error| ApiError::Internal(error.to_string()))
+}
+
+/// Runs `handler` for `request` inside the invocation's log span, turns its error into a
+/// problem response, and echoes the request id on every response.
+pub async fn serve<F, Fut>(request: Request, handler: F) -> Response<Body>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, ApiError>>,
+{
+    let ids = request_ids(&request);
+    let span = crate::telemetry::invocation_span(&ids.request_id, &ids.correlation_id);
+    async move {
+        let method = request.method().clone();
+        let path = resource_path(&request);
+        let mut response = match handler(request).await {
+            Ok(response) => response,
+            Err(error) => {
+                error.log();
+                error.problem().into_response(&ids.request_id)
+            }
+        };
+        if let Ok(value) = http::HeaderValue::from_str(&ids.request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        tracing::info!(method = %method, path = %path, status = response.status().as_u16(), "request served");
+        response
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,15 @@
+//! Everything the sellerhub functions share: configuration, telemetry, the HTTP
+//! plumbing, the route table, the storage and queue kernels with their adapters, and
+//! the handlers every function (and the local runner) calls.
+
+pub mod adapters;
+pub mod aws;
+pub mod config;
+pub mod embedded_db;
+pub mod handlers;
+pub mod http;
+pub mod lambda;
+pub mod queue;
+pub mod routes;
+pub mod store;
+pub mod telemetry;

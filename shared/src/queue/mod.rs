@@ -1,0 +1,162 @@
+//! The queue port: SQS semantics (at-least-once delivery, visibility timeout, receive
+//! count, redrive to a dead-letter queue after `max_receive_count` receives).
+//!
+//! Two adapters implement [`Queue`]: [`sqs::SqsQueue`] and [`embedded::EmbeddedQueue`];
+//! both pass the one conformance suite in [`conformance`]. [`consumer`] turns received
+//! messages into `aws_lambda_events` SQS events for worker handlers, as Lambda's event
+//! source mapping does.
+
+pub mod consumer;
+pub mod embedded;
+pub mod sqs;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// SQS's limits, enforced by both adapters so the embedded one cannot accept what SQS
+/// would refuse.
+pub const MAX_BATCH: usize = 10;
+pub const MAX_DELAY_SECONDS: u32 = 900;
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// A message to send. Attributes are SQS message attributes of type String.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OutMessage {
+    pub body: String,
+    pub delay_seconds: u32,
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl OutMessage {
+    pub fn new(body: impl Into<String>) -> Self {
+        Self {
+            body: body.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn delayed(mut self, seconds: u32) -> Self {
+        self.delay_seconds = seconds;
+        self
+    }
+
+    pub fn attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// A received message. The receipt handle is what delete and change-visibility take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+    /// 1 on the first delivery.
+    pub receive_count: u32,
+    /// When the message was first sent, in milliseconds since the Unix epoch.
+    pub sent_at_millis: i64,
+}
+
+/// Approximate depths, as SQS reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+pub struct QueueStats {
+    /// Ready to be received.
+    pub visible: u64,
+    /// Received and not yet deleted nor back to visible.
+    pub in_flight: u64,
+    /// Sent with a delay that has not passed yet.
+    pub delayed: u64,
+    /// Messages in the dead-letter queue (visible + in flight), when there is one.
+    pub dead_letters: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Some messages of a batch were not sent; `failed` lists their indexes. The others
+    /// were sent: retry only the failed ones.
+    #[error("{} of the batch not sent: {reason}", failed.len())]
+    PartiallySent { failed: Vec<usize>, reason: String },
+    /// The receipt handle is unknown or stale (the message was received again since).
+    #[error("receipt handle is not valid")]
+    InvalidReceipt,
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type QueueResult<T> = Result<T, QueueError>;
+
+/// One queue. Object safe, so handlers take `&dyn Queue`.
+#[async_trait::async_trait]
+pub trait Queue: Send + Sync {
+    /// Sends up to [`MAX_BATCH`] messages; returns their message ids, in order.
+    async fn send_batch(&self, messages: Vec<OutMessage>) -> QueueResult<Vec<String>>;
+
+    /// Receives up to `max` (1..=10) visible messages and hides them for
+    /// `visibility_timeout`, waiting up to `wait` for the first one (long polling).
+    async fn receive(
+        &self,
+        max: usize,
+        visibility_timeout: Duration,
+        wait: Duration,
+    ) -> QueueResult<Vec<ReceivedMessage>>;
+
+    async fn delete(&self, receipt_handle: &str) -> QueueResult<()>;
+
+    /// Makes a received message visible again after `timeout` (zero: now).
+    async fn change_visibility(&self, receipt_handle: &str, timeout: Duration) -> QueueResult<()>;
+
+    async fn stats(&self) -> QueueResult<QueueStats>;
+
+    /// The dead-letter queue this queue redrives to, if any.
+    fn dead_letters(&self) -> Option<&dyn Queue>;
+}
+
+/// Checks what SQS rejects, before any I/O.
+pub(crate) fn validate_batch(messages: &[OutMessage]) -> QueueResult<()> {
+    if messages.is_empty() || messages.len() > MAX_BATCH {
+        return Err(QueueError::Invalid(format!(
+            "a batch holds 1 to {MAX_BATCH} messages, not {}",
+            messages.len()
+        )));
+    }
+    for (index, message) in messages.iter().enumerate() {
+        if message.body.is_empty() {
+            return Err(QueueError::Invalid(format!("message {index}: empty body")));
+        }
+        let size = message.body.len()
+            + message
+                .attributes
+                .iter()
+                .map(|(name, value)| name.len() + value.len() + "String".len())
+                .sum::<usize>();
+        if size > MAX_BODY_BYTES {
+            return Err(QueueError::Invalid(format!(
+                "message {index}: {size} bytes, over {MAX_BODY_BYTES}"
+            )));
+        }
+        if message.delay_seconds > MAX_DELAY_SECONDS {
+            return Err(QueueError::Invalid(format!(
+                "message {index}: delay {} s, over {MAX_DELAY_SECONDS}",
+                message.delay_seconds
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_receive_max(max: usize) -> QueueResult<()> {
+    if (1..=MAX_BATCH).contains(&max) {
+        Ok(())
+    } else {
+        Err(QueueError::Invalid(format!(
+            "receive takes 1 to {MAX_BATCH} messages, not {max}"
+        )))
+    }
+}

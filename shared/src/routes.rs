@@ -1,0 +1,24 @@
+//! THE route table: every HTTP route and the function that serves it. The local runner
+//! routes by it, and a test asserts template.yaml declares exactly these routes.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    pub method: &'static str,
+    /// API Gateway resource path; parameters as `{name}`.
+    pub path: &'static str,
+    /// The function (binary and crate under functions/) that serves it.
+    pub function: &'static str,
+}
+
+pub const ROUTES: &[Route] = &[Route {
+    method: "GET",
+    path: "/health",
+    function: "health",
+}];
+
+/// The route a request's method and resource path belong to.
+pub fn find(method: &str, path: &str) -> Option<&'static Route> {
+    ROUTES
+        .iter()
+        .find(|route| route.method.eq_ignore_ascii_case(method) && route.path == path)
+}

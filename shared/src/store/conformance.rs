@@ -1,0 +1,593 @@
+//! The storage kernel's conformance suite: what every [`Store`] adapter must do, as plain
+//! async functions that panic with a message naming the broken rule.
+//!
+//! [`run_all`] runs every check concurrently against one store. Each check works in
+//! partitions of its own (random names), so the suite can share a table with other
+//! suites and with itself; it never needs an empty table.
+
+use serde_json::json;
+
+use super::{
+    Condition, Cursor, Item, Key, Query, SortKey, Store, StoreError, WriteOp, now_epoch_seconds,
+};
+
+/// Runs every check of the suite, concurrently, against `store`.
+pub async fn run_all(store: &dyn Store) {
+    tokio::join!(
+        get_of_a_missing_key_is_none(store),
+        put_then_get_round_trips_every_field(store),
+        put_honours_conditions(store),
+        delete_honours_conditions_and_returns_the_old_item(store),
+        an_expired_item_is_absent_everywhere(store),
+        query_applies_sort_key_conditions(store),
+        query_walks_forward_and_backward(store),
+        query_pages_return_every_item_exactly_once(store),
+        query_on_gsi1(store),
+        a_query_never_leaves_its_partition(store),
+        transact_is_all_or_nothing(store),
+        transact_mixes_puts_deletes_and_checks(store),
+        invalid_requests_are_rejected(store),
+    );
+}
+
+/// A partition no other check (nor another run) uses.
+fn partition(name: &str) -> String {
+    format!("conformance#{name}#{}", uuid::Uuid::new_v4())
+}
+
+fn item(pk: &str, sk: &str) -> Item {
+    Item::new(Key::new(pk, sk), json!({ "sk": sk }))
+}
+
+async fn get(store: &dyn Store, key: &Key) -> Option<Item> {
+    match store.get(key).await {
+        Ok(item) => item,
+        Err(error) => panic!("get {key:?} failed: {error}"),
+    }
+}
+
+async fn put(store: &dyn Store, item: Item, condition: Condition) {
+    let key = item.key.clone();
+    if let Err(error) = store.put(item, condition).await {
+        panic!("put {key:?} with {condition:?} failed: {error}");
+    }
+}
+
+async fn query(store: &dyn Store, query: Query) -> super::Page {
+    match store.query(query.clone()).await {
+        Ok(page) => page,
+        Err(error) => panic!("{query:?} failed: {error}"),
+    }
+}
+
+fn sort_keys(items: &[Item]) -> Vec<&str> {
+    items.iter().map(|item| item.key.sk.as_str()).collect()
+}
+
+fn assert_condition_failed<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(result, Err(StoreError::ConditionFailed)),
+        "{what}: expected ConditionFailed, got {result:?}"
+    );
+}
+
+fn assert_invalid<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(result, Err(StoreError::Invalid(_))),
+        "{what}: expected Invalid, got {result:?}"
+    );
+}
+
+fn assert_cancelled(result: Result<(), StoreError>, failed: &[usize], what: &str) {
+    match result {
+        Err(StoreError::TransactionCancelled { failed: reported }) => assert_eq!(
+            reported, failed,
+            "{what}: the cancellation must name the operations whose condition failed"
+        ),
+        other => panic!("{what}: expected TransactionCancelled {{ failed: {failed:?} }}, got {other:?}"),
+    }
+}
+
+/// Every page of `query` from its start, following cursors. Asserts that every page but
+/// the last is full (expired items do not make a page short) and that pages end.
+async fn all_pages(store: &dyn Store, mut q: Query) -> Vec<Item> {
+    let mut items = Vec::new();
+    for _ in 0..1000 {
+        let page = query(store, q.clone()).await;
+        assert!(page.items.len() <= q.limit, "{q:?}: page over the limit");
+        items.extend(page.items.iter().cloned());
+        match page.next {
+            None => return items,
+            Some(cursor) => {
+                assert_eq!(
+                    page.items.len(),
+                    q.limit,
+                    "{q:?}: a page followed by a cursor must be full"
+                );
+                let last = page.items.last().map(|item| Cursor {
+                    key: item.key.clone(),
+                    gsi1: item.gsi1.clone(),
+                });
+                assert_eq!(Some(cursor.clone()), last, "the cursor is the last item's position");
+                q.after = Some(cursor);
+            }
+        }
+    }
+    panic!("{q:?}: paging did not end after 1000 pages");
+}
+
+// ------------------------------------------------------------------ get, put, delete
+
+pub async fn get_of_a_missing_key_is_none(store: &dyn Store) {
+    let key = Key::new(partition("missing"), "nothing");
+    assert_eq!(get(store, &key).await, None, "get of a key never written");
+}
+
+pub async fn put_then_get_round_trips_every_field(store: &dyn Store) {
+    let pk = partition("round-trip");
+    let full = Item::new(
+        Key::new(&pk, "full"),
+        json!({
+            "name": "Loja Ação ✓",
+            "count": 42,
+            "negative": -7,
+            "ratio": 2.5,
+            "flag": true,
+            "nothing": null,
+            "empty": "",
+            "tags": ["a", "b", 3, {"deep": [1, 2, {"deeper": "yes"}]}],
+            "nested": {"a": {"b": {"c": []}}, "empty_map": {}},
+        }),
+    )
+    .with_gsi1(Key::new(partition("round-trip-gsi"), "2024-01-01#x"))
+    .expiring_at(now_epoch_seconds() + 3600)
+    .with_version(7);
+    put(store, full.clone(), Condition::Absent).await;
+    assert_eq!(get(store, &full.key).await, Some(full), "every field round-trips");
+
+    let bare = Item::new(Key::new(&pk, "bare"), json!("just a string"));
+    put(store, bare.clone(), Condition::Always).await;
+    assert_eq!(
+        get(store, &bare.key).await,
+        Some(bare),
+        "an item without gsi1 nor expiry round-trips as such"
+    );
+}
+
+pub async fn put_honours_conditions(store: &dyn Store) {
+    let pk = partition("put-conditions");
+    let key = Key::new(&pk, "item");
+    let v1 = item(&pk, "item").with_version(1);
+
+    assert_condition_failed(
+        store.put(v1.clone(), Condition::Present).await,
+        "put Present on a missing key",
+    );
+    assert_condition_failed(
+        store.put(v1.clone(), Condition::VersionIs(0)).await,
+        "put VersionIs on a missing key",
+    );
+    assert_eq!(get(store, &key).await, None, "a failed put writes nothing");
+
+    put(store, v1.clone(), Condition::Absent).await;
+    assert_condition_failed(
+        store.put(v1.clone().with_version(9), Condition::Absent).await,
+        "put Absent over a live item",
+    );
+
+    let v2 = Item::new(key.clone(), json!({"step": 2})).with_version(2);
+    assert_condition_failed(
+        store.put(v2.clone(), Condition::VersionIs(5)).await,
+        "put VersionIs with the wrong version",
+    );
+    assert_eq!(get(store, &key).await, Some(v1), "a failed put leaves the item as it was");
+    put(store, v2.clone(), Condition::VersionIs(1)).await;
+    assert_eq!(get(store, &key).await, Some(v2.clone()));
+    assert_condition_failed(
+        store.put(v2.clone().with_version(3), Condition::VersionIs(1)).await,
+        "put VersionIs with a version that was replaced",
+    );
+
+    let v3 = Item::new(key.clone(), json!({"step": 3})).with_version(3);
+    put(store, v3.clone(), Condition::Present).await;
+    assert_eq!(get(store, &key).await, Some(v3));
+    let v4 = Item::new(key.clone(), json!({"step": 4}));
+    put(store, v4.clone(), Condition::Always).await;
+    assert_eq!(get(store, &key).await, Some(v4), "put Always overwrites");
+}
+
+pub async fn delete_honours_conditions_and_returns_the_old_item(store: &dyn Store) {
+    let pk = partition("delete");
+    let key = Key::new(&pk, "item");
+    let missing = Key::new(&pk, "missing");
+
+    let deleted = store.delete(&missing, Condition::Always).await;
+    assert!(matches!(deleted, Ok(None)), "delete of a missing key: {deleted:?}");
+    let deleted = store.delete(&missing, Condition::Absent).await;
+    assert!(matches!(deleted, Ok(None)), "delete Absent of a missing key: {deleted:?}");
+    assert_condition_failed(
+        store.delete(&missing, Condition::Present).await,
+        "delete Present of a missing key",
+    );
+
+    let stored = item(&pk, "item")
+        .with_version(4)
+        .with_gsi1(Key::new(partition("delete-gsi"), "g"));
+    put(store, stored.clone(), Condition::Absent).await;
+    assert_condition_failed(
+        store.delete(&key, Condition::Absent).await,
+        "delete Absent of a live item",
+    );
+    assert_condition_failed(
+        store.delete(&key, Condition::VersionIs(3)).await,
+        "delete VersionIs with the wrong version",
+    );
+    assert_eq!(get(store, &key).await, Some(stored.clone()), "a failed delete keeps the item");
+
+    let deleted = store.delete(&key, Condition::VersionIs(4)).await;
+    assert_eq!(deleted.ok(), Some(Some(stored.clone())), "delete returns the item it removed");
+    assert_eq!(get(store, &key).await, None, "a deleted item is gone");
+
+    put(store, stored.clone(), Condition::Absent).await;
+    let deleted = store.delete(&key, Condition::Present).await;
+    assert_eq!(deleted.ok(), Some(Some(stored.clone())), "delete Present returns the old item");
+    put(store, stored.clone(), Condition::Absent).await;
+    let deleted = store.delete(&key, Condition::Always).await;
+    assert_eq!(deleted.ok(), Some(Some(stored)), "delete Always returns the old item");
+    let deleted = store.delete(&key, Condition::Always).await;
+    assert!(matches!(deleted, Ok(None)), "a second delete finds nothing: {deleted:?}");
+}
+
+// ------------------------------------------------------------------ expiry
+
+pub async fn an_expired_item_is_absent_everywhere(store: &dyn Store) {
+    let pk = partition("expired");
+    let gsi = partition("expired-gsi");
+    let now = now_epoch_seconds();
+    let expired = |sk: &str| {
+        item(&pk, sk)
+            .with_gsi1(Key::new(&gsi, sk))
+            .expiring_at(now - 60)
+            .with_version(1)
+    };
+    for sk in ["a", "b", "c", "d", "e"] {
+        put(store, expired(sk), Condition::Always).await;
+    }
+    let live = item(&pk, "live")
+        .with_gsi1(Key::new(&gsi, "live"))
+        .expiring_at(now + 3600);
+    put(store, live.clone(), Condition::Absent).await;
+
+    let key = |sk: &str| Key::new(&pk, sk);
+    assert_eq!(get(store, &key("a")).await, None, "get of an expired item");
+    let page = query(store, Query::partition(&pk)).await;
+    assert_eq!(page.items, vec![live.clone()], "query skips expired items");
+    let page = query(store, Query::partition(&gsi).on_gsi1()).await;
+    assert_eq!(page.items, vec![live.clone()], "a gsi1 query skips expired items");
+    let page = query(store, Query::partition(&pk).limit(1)).await;
+    assert_eq!(page.items, vec![live], "expired items do not use up a page");
+    assert_eq!(page.next, None, "expired items are not 'more items'");
+
+    assert_condition_failed(
+        store.put(expired("a"), Condition::Present).await,
+        "put Present over an expired item",
+    );
+    assert_condition_failed(
+        store.put(expired("a"), Condition::VersionIs(1)).await,
+        "put VersionIs over an expired item",
+    );
+    assert_condition_failed(
+        store.delete(&key("b"), Condition::Present).await,
+        "delete Present of an expired item",
+    );
+    assert_condition_failed(
+        store.delete(&key("b"), Condition::VersionIs(1)).await,
+        "delete VersionIs of an expired item",
+    );
+    let deleted = store.delete(&key("b"), Condition::Always).await;
+    assert!(matches!(deleted, Ok(None)), "delete of an expired item returns None: {deleted:?}");
+    let deleted = store.delete(&key("c"), Condition::Absent).await;
+    assert!(matches!(deleted, Ok(None)), "delete Absent of an expired item: {deleted:?}");
+
+    let fresh = item(&pk, "a").with_version(2);
+    put(store, fresh.clone(), Condition::Absent).await;
+    assert_eq!(get(store, &key("a")).await, Some(fresh), "put Absent replaces an expired item");
+
+    let result = store
+        .transact(vec![
+            WriteOp::Check { key: key("d"), condition: Condition::Present },
+            WriteOp::Put { item: item(&pk, "e"), condition: Condition::VersionIs(1) },
+        ])
+        .await;
+    assert_cancelled(result, &[0, 1], "Present / VersionIs on expired items in a transaction");
+    let replacement = item(&pk, "e").with_version(5);
+    store
+        .transact(vec![
+            WriteOp::Check { key: key("d"), condition: Condition::Absent },
+            WriteOp::Put { item: replacement.clone(), condition: Condition::Absent },
+        ])
+        .await
+        .unwrap_or_else(|error| panic!("Absent on expired items in a transaction: {error}"));
+    assert_eq!(get(store, &key("e")).await, Some(replacement));
+}
+
+// ------------------------------------------------------------------ query
+
+pub async fn query_applies_sort_key_conditions(store: &dyn Store) {
+    let pk = partition("sort");
+    let all = ["a#01", "a#02", "a#03", "a#04", "b#01", "b#02", "c"];
+    for sk in all {
+        put(store, item(&pk, sk), Condition::Absent).await;
+    }
+    let cases: Vec<(SortKey, Vec<&str>)> = vec![
+        (SortKey::Any, all.to_vec()),
+        (SortKey::Eq("a#03".into()), vec!["a#03"]),
+        (SortKey::Eq("a#0".into()), vec![]),
+        (SortKey::BeginsWith("a#".into()), vec!["a#01", "a#02", "a#03", "a#04"]),
+        (SortKey::BeginsWith("b#0".into()), vec!["b#01", "b#02"]),
+        (SortKey::BeginsWith("z".into()), vec![]),
+        (SortKey::BeginsWith(String::new()), all.to_vec()),
+        (SortKey::Between("a#02".into(), "b#01".into()), vec!["a#02", "a#03", "a#04", "b#01"]),
+        (SortKey::Between("a#03".into(), "a#03".into()), vec!["a#03"]),
+        (SortKey::Between("b".into(), "a".into()), vec![]),
+        (SortKey::Lt("a#03".into()), vec!["a#01", "a#02"]),
+        (SortKey::Le("a#03".into()), vec!["a#01", "a#02", "a#03"]),
+        (SortKey::Gt("b#01".into()), vec!["b#02", "c"]),
+        (SortKey::Ge("b#01".into()), vec!["b#01", "b#02", "c"]),
+        (SortKey::Lt("a".into()), vec![]),
+    ];
+    for (sort, expected) in cases {
+        let page = query(store, Query::partition(&pk).sort(sort.clone()).limit(50)).await;
+        assert_eq!(sort_keys(&page.items), expected, "sort key condition {sort:?}");
+        assert_eq!(page.next, None, "{sort:?}: everything fit in one page");
+    }
+}
+
+pub async fn query_walks_forward_and_backward(store: &dyn Store) {
+    let pk = partition("order");
+    // Written out of order: the order comes from the sort key, not from writes.
+    for sk in ["03", "01", "05", "02", "04"] {
+        put(store, item(&pk, sk), Condition::Absent).await;
+    }
+    let forward = query(store, Query::partition(&pk)).await;
+    assert_eq!(sort_keys(&forward.items), ["01", "02", "03", "04", "05"], "forward order");
+    let backward = query(store, Query::partition(&pk).backward()).await;
+    assert_eq!(sort_keys(&backward.items), ["05", "04", "03", "02", "01"], "backward order");
+
+    let first = query(store, Query::partition(&pk).limit(2)).await;
+    assert_eq!(sort_keys(&first.items), ["01", "02"], "a forward page starts at the lowest");
+    assert!(first.next.is_some(), "a full page with more to come has a cursor");
+    let last = query(store, Query::partition(&pk).backward().limit(2)).await;
+    assert_eq!(sort_keys(&last.items), ["05", "04"], "a backward page starts at the highest");
+    let next = query(store, Query::partition(&pk).backward().limit(2).after(last.next)).await;
+    assert_eq!(sort_keys(&next.items), ["03", "02"], "a backward cursor continues downwards");
+
+    let bounded = query(
+        store,
+        Query::partition(&pk).sort(SortKey::Le("03".into())).backward().limit(2),
+    )
+    .await;
+    assert_eq!(sort_keys(&bounded.items), ["03", "02"], "backward with an upper bound");
+}
+
+pub async fn query_pages_return_every_item_exactly_once(store: &dyn Store) {
+    let pk = partition("paging");
+    let now = now_epoch_seconds();
+    let mut expected = Vec::new();
+    for n in 0..25 {
+        let sk = format!("item#{n:03}");
+        put(store, item(&pk, &sk), Condition::Absent).await;
+        expected.push(sk);
+        // Expired items between the live ones must not shorten pages.
+        if n % 3 == 0 {
+            let expired = item(&pk, &format!("item#{n:03}#expired")).expiring_at(now - 5);
+            put(store, expired, Condition::Always).await;
+        }
+    }
+
+    for limit in [1, 7, 25, 50] {
+        let items = all_pages(store, Query::partition(&pk).limit(limit)).await;
+        assert_eq!(sort_keys(&items), expected, "forward pages of {limit}: each item once, in order");
+    }
+    let mut reversed = expected.clone();
+    reversed.reverse();
+    let items = all_pages(store, Query::partition(&pk).backward().limit(7)).await;
+    assert_eq!(sort_keys(&items), reversed, "backward pages of 7: each item once, in order");
+
+    let items = all_pages(
+        store,
+        Query::partition(&pk)
+            .sort(SortKey::Between("item#005".into(), "item#016".into()))
+            .limit(4),
+    )
+    .await;
+    assert_eq!(sort_keys(&items), expected[5..=16].to_vec(), "pages within a sort key range");
+}
+
+pub async fn query_on_gsi1(store: &dyn Store) {
+    let gsi = partition("gsi1");
+    let other_gsi = partition("gsi1-other");
+    // The index groups items of several table partitions; two share a gsi1 sort key.
+    let entries = [
+        (partition("gsi1-a"), "x", "2024-03"),
+        (partition("gsi1-b"), "y", "2024-01"),
+        (partition("gsi1-c"), "z", "2024-02"),
+        (partition("gsi1-d"), "w", "2024-02"),
+        (partition("gsi1-e"), "v", "2025-01"),
+    ];
+    for (pk, sk, gsi1sk) in &entries {
+        let indexed = item(pk, sk).with_gsi1(Key::new(&gsi, *gsi1sk));
+        put(store, indexed, Condition::Absent).await;
+    }
+    let (pk, _, _) = &entries[0];
+    put(store, item(pk, "not-indexed"), Condition::Absent).await;
+    put(store, item(pk, "elsewhere").with_gsi1(Key::new(&other_gsi, "2024-01")), Condition::Absent).await;
+
+    let gsi1_sort_keys = |items: &[Item]| -> Vec<String> {
+        items
+            .iter()
+            .map(|item| item.gsi1.as_ref().map(|k| k.sk.clone()).unwrap_or_default())
+            .collect()
+    };
+    let page = query(store, Query::partition(&gsi).on_gsi1()).await;
+    assert_eq!(
+        gsi1_sort_keys(&page.items),
+        ["2024-01", "2024-02", "2024-02", "2024-03", "2025-01"],
+        "a gsi1 query returns the index partition's items by gsi1 sort key"
+    );
+    assert_eq!(page.items[0], item(&entries[1].0, "y").with_gsi1(Key::new(&gsi, "2024-01")));
+
+    let page = query(store, Query::partition(&gsi).on_gsi1().backward().limit(2)).await;
+    assert_eq!(gsi1_sort_keys(&page.items), ["2025-01", "2024-03"], "gsi1 backward");
+    let page = query(store, Query::partition(&gsi).on_gsi1().sort(SortKey::BeginsWith("2024-0".into()))).await;
+    assert_eq!(page.items.len(), 4, "gsi1 with a sort key condition");
+    let page = query(store, Query::partition(&gsi).on_gsi1().sort(SortKey::Lt("2024-02".into()))).await;
+    assert_eq!(gsi1_sort_keys(&page.items), ["2024-01"], "gsi1 with Lt");
+
+    for limit in [1, 2] {
+        let items = all_pages(store, Query::partition(&gsi).on_gsi1().limit(limit)).await;
+        let mut keys: Vec<&Key> = items.iter().map(|item| &item.key).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(items.len(), 5, "gsi1 pages of {limit} return every item");
+        assert_eq!(keys.len(), 5, "gsi1 pages of {limit} return each item once (shared sort keys too)");
+        let items = all_pages(store, Query::partition(&gsi).on_gsi1().backward().limit(limit)).await;
+        assert_eq!(items.len(), 5, "gsi1 backward pages of {limit} return every item");
+    }
+}
+
+pub async fn a_query_never_leaves_its_partition(store: &dyn Store) {
+    let pk = partition("isolation");
+    // Partitions whose names extend `pk`: next to it in any byte order.
+    let neighbours = [format!("{pk}0"), format!("{pk}#"), format!("{pk} ")];
+    for sk in ["a", "b"] {
+        put(store, item(&pk, sk), Condition::Absent).await;
+    }
+    for neighbour in &neighbours {
+        for sk in ["a", "b", "c"] {
+            put(store, item(neighbour, sk).with_gsi1(Key::new(&pk, sk)), Condition::Absent).await;
+        }
+    }
+    let page = query(store, Query::partition(&pk).limit(50)).await;
+    assert_eq!(sort_keys(&page.items), ["a", "b"], "only the queried partition's items");
+    let page = query(store, Query::partition(&pk).backward().limit(50)).await;
+    assert_eq!(sort_keys(&page.items), ["b", "a"], "backward: only the queried partition");
+
+    // A cursor taken from another partition cannot move a query into it.
+    let foreign = query(store, Query::partition(&neighbours[0]).limit(1)).await;
+    let page = query(store, Query::partition(&pk).limit(50).after(foreign.next)).await;
+    assert!(
+        page.items.iter().all(|item| item.key.pk == pk),
+        "a foreign cursor leaked items of another partition: {:?}",
+        page.items
+    );
+}
+
+// ------------------------------------------------------------------ transactions
+
+pub async fn transact_is_all_or_nothing(store: &dyn Store) {
+    let pk = partition("transact-atomic");
+    let existing = item(&pk, "existing").with_version(1);
+    put(store, existing.clone(), Condition::Absent).await;
+    let key = |sk: &str| Key::new(&pk, sk);
+
+    let result = store
+        .transact(vec![
+            WriteOp::Put { item: item(&pk, "new"), condition: Condition::Absent },
+            WriteOp::Put { item: item(&pk, "missing"), condition: Condition::VersionIs(5) },
+            WriteOp::Delete { key: key("existing"), condition: Condition::Present },
+        ])
+        .await;
+    assert_cancelled(result, &[1], "one failing condition");
+    assert_eq!(get(store, &key("new")).await, None, "a cancelled transaction puts nothing");
+    assert_eq!(get(store, &key("missing")).await, None);
+    assert_eq!(
+        get(store, &key("existing")).await,
+        Some(existing.clone()),
+        "a cancelled transaction deletes nothing"
+    );
+
+    let result = store
+        .transact(vec![
+            WriteOp::Check { key: key("existing"), condition: Condition::Absent },
+            WriteOp::Put { item: item(&pk, "new"), condition: Condition::Always },
+            WriteOp::Delete { key: key("existing"), condition: Condition::VersionIs(2) },
+        ])
+        .await;
+    assert_cancelled(result, &[0, 2], "two failing conditions");
+    assert_eq!(get(store, &key("new")).await, None, "a cancelled transaction puts nothing");
+    assert_eq!(get(store, &key("existing")).await, Some(existing));
+}
+
+pub async fn transact_mixes_puts_deletes_and_checks(store: &dyn Store) {
+    let pk = partition("transact-mixed");
+    let key = |sk: &str| Key::new(&pk, sk);
+    let a = item(&pk, "a").with_version(1);
+    let b = item(&pk, "b");
+    let d = item(&pk, "d").with_version(3);
+    for stored in [&a, &b, &d] {
+        put(store, stored.clone(), Condition::Absent).await;
+    }
+
+    let a2 = Item::new(key("a"), json!({"updated": true})).with_version(2);
+    let e = item(&pk, "e").with_gsi1(Key::new(partition("transact-gsi"), "e"));
+    store
+        .transact(vec![
+            WriteOp::Put { item: a2.clone(), condition: Condition::VersionIs(1) },
+            WriteOp::Delete { key: key("b"), condition: Condition::Present },
+            WriteOp::Check { key: key("c"), condition: Condition::Absent },
+            WriteOp::Check { key: key("d"), condition: Condition::VersionIs(3) },
+            WriteOp::Put { item: e.clone(), condition: Condition::Always },
+            WriteOp::Check { key: key("f"), condition: Condition::Always },
+        ])
+        .await
+        .unwrap_or_else(|error| panic!("a transaction whose conditions hold: {error}"));
+    assert_eq!(get(store, &key("a")).await, Some(a2), "the transaction's put");
+    assert_eq!(get(store, &key("b")).await, None, "the transaction's delete");
+    assert_eq!(get(store, &key("c")).await, None, "a check writes nothing");
+    assert_eq!(get(store, &key("d")).await, Some(d), "a check changes nothing");
+    assert_eq!(get(store, &key("e")).await, Some(e));
+    assert_eq!(get(store, &key("f")).await, None, "a check writes nothing");
+
+    let single = item(&pk, "single");
+    store
+        .transact(vec![WriteOp::Put { item: single.clone(), condition: Condition::Absent }])
+        .await
+        .unwrap_or_else(|error| panic!("a one-operation transaction: {error}"));
+    assert_eq!(get(store, &key("single")).await, Some(single));
+}
+
+pub async fn invalid_requests_are_rejected(store: &dyn Store) {
+    let pk = partition("invalid");
+    let key = Key::new(&pk, "k");
+
+    assert_invalid(store.transact(vec![]).await, "an empty transaction");
+    assert_invalid(
+        store
+            .transact(vec![
+                WriteOp::Put { item: item(&pk, "k"), condition: Condition::Absent },
+                WriteOp::Check { key: key.clone(), condition: Condition::Absent },
+            ])
+            .await,
+        "a transaction touching one key twice",
+    );
+    let too_many = (0..=super::MAX_TRANSACTION_OPS)
+        .map(|n| WriteOp::Check { key: Key::new(&pk, format!("{n}")), condition: Condition::Absent })
+        .collect();
+    assert_invalid(store.transact(too_many).await, "a transaction over the operation limit");
+    assert_invalid(
+        store.transact(vec![WriteOp::Put { item: item(&pk, ""), condition: Condition::Always }]).await,
+        "a transaction putting an empty sort key",
+    );
+    assert_eq!(get(store, &key).await, None, "an invalid transaction writes nothing");
+
+    assert_invalid(store.put(item("", "k"), Condition::Always).await, "put with an empty pk");
+    assert_invalid(store.put(item(&pk, ""), Condition::Always).await, "put with an empty sk");
+    assert_invalid(
+        store
+            .put(item(&pk, "k").with_gsi1(Key::new(&pk, "")), Condition::Always)
+            .await,
+        "put with an empty gsi1 sort key",
+    );
+    assert_invalid(store.query(Query::partition(&pk).limit(0)).await, "a query with limit 0");
+}

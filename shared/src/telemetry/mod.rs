@@ -1,0 +1,89 @@
+//! Logs and metrics. Logs are JSON, one line per event, with the function name, the
+//! invocation's request id, correlation id and cold-start flag, and every value passed
+//! through [`redact`] so tokens and secrets cannot reach a log line. Metrics are
+//! CloudWatch Embedded Metric Format lines ([`emf`]).
+
+pub mod emf;
+mod format;
+pub mod redact;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+pub use format::JsonLines;
+
+/// Calls to a dependency slower than this are logged as warnings.
+pub const SLOW_CALL: Duration = Duration::from_millis(100);
+
+/// The log filter: LOG_LEVEL, else Lambda's AWS_LAMBDA_LOG_LEVEL, else `info`.
+/// Accepts a level (`debug`) or a full filter (`info,shared=debug`).
+pub fn log_filter(log_level: Option<&str>, lambda_log_level: Option<&str>) -> EnvFilter {
+    let wanted = log_level
+        .or(lambda_log_level)
+        .map(|level| match level.trim().to_ascii_lowercase().as_str() {
+            "fatal" => "error".to_owned(),
+            other => other.to_owned(),
+        })
+        .unwrap_or_else(|| "info".to_owned());
+    EnvFilter::try_new(&wanted).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Installs the JSON logger for this process, writing to stdout. Call once, at init.
+pub fn init(function: &str) {
+    let filter = log_filter(
+        std::env::var("LOG_LEVEL").ok().as_deref(),
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
+    );
+    let _ = tracing::subscriber::set_global_default(subscriber(function, filter, std::io::stdout));
+}
+
+/// The logger, writing to any writer (tests capture lines with it).
+pub fn subscriber<W>(function: &str, filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+        .event_format(JsonLines::new(function))
+        .with_writer(writer)
+        .finish()
+}
+
+static WARM: AtomicBool = AtomicBool::new(false);
+
+/// True for the first invocation this process serves, false after.
+pub fn take_cold_start() -> bool {
+    !WARM.swap(true, Ordering::Relaxed)
+}
+
+/// The span every invocation's log lines belong to.
+pub fn invocation_span(request_id: &str, correlation_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "invocation",
+        request_id = request_id,
+        correlation_id = correlation_id,
+        cold_start = take_cold_start()
+    )
+}
+
+/// Awaits a call to `dependency`; a call slower than [`SLOW_CALL`] is logged as a warning
+/// naming the dependency and counted in the `SlowCalls` metric.
+pub async fn observe<F: Future>(dependency: &'static str, operation: &'static str, call: F) -> F::Output {
+    let started = Instant::now();
+    let output = call.await;
+    let elapsed = started.elapsed();
+    if elapsed > SLOW_CALL {
+        let elapsed_ms = elapsed.as_millis() as u64;
+        tracing::warn!(dependency, operation, elapsed_ms, "slow dependency call");
+        emf::emit(
+            &[("Dependency", dependency)],
+            &[emf::Metric::count("SlowCalls", 1.0)],
+        );
+    }
+    output
+}

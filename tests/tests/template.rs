@@ -1,0 +1,378 @@
+//! template.yaml against the code and against itself: the routes equal `shared::routes`,
+//! every reference resolves, and the settings the design depends on are there.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use sellerhub_tests::template::{
+    self, RefKind, binary_name, dangling_references, function_events, function_property, functions,
+    get, get_path, resource, resource_type,
+};
+use serde_norway::Value;
+
+/// The webhook worker's Lambda timeout, in seconds. The worker function arrives in a later
+/// issue; until then this is the timeout it is specified with, and once it exists (a
+/// function with an SQS event on WebhookQueue) its real Timeout is used instead.
+const WORKER_TIMEOUT_SECS: u64 = 30;
+
+fn as_u64(value: Option<&Value>) -> Option<u64> {
+    match value? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// `!GetAtt X.Arn` / `Fn::GetAtt: [X, Arn]` / `{Fn::GetAtt: X.Arn}` -> `X`.
+fn get_att_target(value: &Value) -> Option<String> {
+    let refs = template::references(value);
+    match refs.as_slice() {
+        [r] if r.kind == RefKind::GetAtt => Some(r.base().to_owned()),
+        _ => None,
+    }
+}
+
+#[test]
+fn template_routes_equal_the_route_table() {
+    let declared = template::api_routes();
+    let table: BTreeSet<(String, String, String)> = shared::routes::ROUTES
+        .iter()
+        .map(|r| {
+            (
+                r.method.to_uppercase(),
+                r.path.to_owned(),
+                r.function.to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shared::routes::ROUTES.len(),
+        table.len(),
+        "shared::routes::ROUTES has duplicate routes"
+    );
+    let missing: Vec<_> = table.difference(&declared).collect();
+    let extra: Vec<_> = declared.difference(&table).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "template.yaml and shared::routes disagree\n  in shared::routes only: {missing:?}\n  in template.yaml only: {extra:?}"
+    );
+}
+
+#[test]
+fn route_parser_reads_methods_paths_and_binaries() {
+    let doc = template::parse(
+        r#"
+Resources:
+  Api: { Type: AWS::Serverless::Api, Properties: { StageName: prod } }
+  One:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildMethod: rust-cargolambda, BuildProperties: { Binary: one } }
+    Properties:
+      Events:
+        A: { Type: Api, Properties: { RestApiId: !Ref Api, Path: /a, Method: get } }
+        B: { Type: Api, Properties: { RestApiId: !Ref Api, Path: "/b/{id}", Method: POST } }
+        Q: { Type: SQS, Properties: { Queue: !GetAtt Q.Arn } }
+  Two:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        C: { Type: Api, Properties: { Path: /c, Method: put } }
+"#,
+    )
+    .expect("valid yaml");
+    let routes = template::api_routes_of(&doc);
+    let expected: BTreeSet<(String, String, String)> = [
+        ("GET", "/a", "one"),
+        ("POST", "/b/{id}", "one"),
+        ("PUT", "/c", "<Two: no Binary>"),
+    ]
+    .iter()
+    .map(|(m, p, f)| (m.to_string(), p.to_string(), f.to_string()))
+    .collect();
+    assert_eq!(routes, expected);
+}
+
+#[test]
+fn every_reference_in_the_template_resolves() {
+    let doc = template::load();
+    let refs = template::references(&doc);
+    // The walker must see the template's references at all (short and long forms).
+    for (kind, target) in [
+        (RefKind::Ref, "Table"),
+        (RefKind::GetAtt, "WebhookDeadLetterQueue.Arn"),
+        (RefKind::Condition, "HasSecretsArn"),
+    ] {
+        assert!(
+            refs.iter().any(|r| r.kind == kind && r.target == target),
+            "expected a {kind:?} {target} in template.yaml; found {refs:#?}"
+        );
+    }
+    assert!(
+        refs.iter().any(|r| r.kind == RefKind::Sub),
+        "no ${{...}} found in any !Sub"
+    );
+    let dangling = dangling_references(&doc);
+    assert!(
+        dangling.is_empty(),
+        "template.yaml refers to names it does not declare:\n{}",
+        dangling
+            .iter()
+            .map(|r| format!("  {r}\n"))
+            .collect::<String>()
+    );
+}
+
+#[test]
+fn the_resolver_reports_broken_references() {
+    let doc = template::parse(
+        r#"
+Parameters:
+  Stage: { Type: String }
+Conditions:
+  IsProd: !Equals [!Ref Stage, prod]
+Resources:
+  Queue: { Type: AWS::SQS::Queue }
+  Fn:
+    Type: AWS::Serverless::Function
+    DependsOn: [Queue, Ghost1]
+    Condition: IsProd
+    Properties:
+      Environment:
+        Variables:
+          OK1: !Ref Queue
+          OK2: !GetAtt Queue.Arn
+          OK3: !Sub "${AWS::Region}-${Stage}-${Queue.QueueName}-${!Literal}"
+          OK4: !Sub ["${Local}-${Queue}", { Local: !Ref AWS::StackName }]
+          OK5: !GetAtt FnRole.Arn
+          BAD1: !Ref Queu
+          BAD2: !GetAtt Missing.Arn
+          BAD3: !Sub "arn:${AWS::Partition}:sqs:${Nope}"
+          BAD4: { "Fn::GetAtt": [Gone, Arn] }
+          BAD5: { Ref: Vanished }
+          BAD6: !If [NoSuchCondition, a, !Ref AlsoMissing]
+          BAD7: !GetAtt Stage.Arn
+      Policies:
+        - Statement:
+            - Effect: Allow
+              Action: sqs:SendMessage
+              Resource: !Join ["", [!GetAtt Queue.Arn, !Ref Lost]]
+              Condition: { StringEquals: { "aws:SourceAccount": !Ref AWS::AccountId } }
+"#,
+    )
+    .expect("valid yaml");
+    let dangling: BTreeSet<(RefKind, String)> = dangling_references(&doc)
+        .into_iter()
+        .map(|r| (r.kind, r.target))
+        .collect();
+    let expected: BTreeSet<(RefKind, String)> = [
+        (RefKind::DependsOn, "Ghost1"),
+        (RefKind::Ref, "Queu"),
+        (RefKind::GetAtt, "Missing.Arn"),
+        (RefKind::Sub, "Nope"),
+        (RefKind::GetAtt, "Gone"),
+        (RefKind::Ref, "Vanished"),
+        (RefKind::Condition, "NoSuchCondition"),
+        (RefKind::Ref, "AlsoMissing"),
+        // A parameter has no attributes.
+        (RefKind::GetAtt, "Stage.Arn"),
+        (RefKind::Ref, "Lost"),
+    ]
+    .into_iter()
+    .map(|(k, t)| (k, t.to_owned()))
+    .collect();
+    assert_eq!(dangling, expected);
+}
+
+#[test]
+fn webhook_queue_visibility_covers_six_worker_timeouts_and_redrives_to_a_dlq() {
+    let doc = template::load();
+    let queue = resource(&doc, "WebhookQueue").expect("a WebhookQueue resource");
+    assert_eq!(resource_type(queue), Some("AWS::SQS::Queue"));
+
+    // The worker's timeout: any function consuming WebhookQueue, else the specified one.
+    let consumers: Vec<u64> = functions(&doc)
+        .into_iter()
+        .filter(|(_, f)| {
+            function_events(f, "SQS").iter().any(|(_, props)| {
+                get(props, "Queue").and_then(get_att_target).as_deref() == Some("WebhookQueue")
+            })
+        })
+        .map(|(id, f)| {
+            as_u64(function_property(&doc, f, "Timeout"))
+                .unwrap_or_else(|| panic!("{id}: no numeric Timeout (own or Globals)"))
+        })
+        .collect();
+    let worker_timeout = consumers.into_iter().max().unwrap_or(WORKER_TIMEOUT_SECS);
+
+    let visibility = as_u64(get_path(queue, &["Properties", "VisibilityTimeout"]))
+        .expect("WebhookQueue sets a numeric VisibilityTimeout");
+    assert!(
+        visibility >= 6 * worker_timeout,
+        "WebhookQueue VisibilityTimeout {visibility}s < 6 x worker timeout {worker_timeout}s"
+    );
+
+    let redrive = get_path(queue, &["Properties", "RedrivePolicy"]).expect("a RedrivePolicy");
+    let max_receive = as_u64(get(redrive, "maxReceiveCount")).expect("a numeric maxReceiveCount");
+    assert!(max_receive >= 5, "maxReceiveCount {max_receive} < 5");
+    let dlq_id = get(redrive, "deadLetterTargetArn")
+        .and_then(get_att_target)
+        .expect("deadLetterTargetArn is !GetAtt <Queue>.Arn");
+    let dlq = resource(&doc, &dlq_id).unwrap_or_else(|| panic!("no DLQ resource {dlq_id}"));
+    assert_eq!(resource_type(dlq), Some("AWS::SQS::Queue"));
+
+    // A standard queue's DLQ keeps each message's original enqueue time, so its retention
+    // must be longer than the source queue's, or redriven messages expire at once.
+    let retention = |q: &Value| {
+        as_u64(get_path(q, &["Properties", "MessageRetentionPeriod"])).unwrap_or(345_600)
+    };
+    assert!(
+        retention(dlq) > retention(queue),
+        "DLQ retention {}s must exceed the queue's {}s",
+        retention(dlq),
+        retention(queue)
+    );
+    for q in [queue, dlq] {
+        assert_eq!(
+            get_path(q, &["Properties", "SqsManagedSseEnabled"]).and_then(Value::as_bool),
+            Some(true),
+            "queues are encrypted at rest"
+        );
+    }
+}
+
+#[test]
+fn table_has_ttl_on_expires_at_and_the_design_keys() {
+    let doc = template::load();
+    let table = resource(&doc, "Table").expect("a Table resource");
+    assert_eq!(resource_type(table), Some("AWS::DynamoDB::Table"));
+    let ttl =
+        get_path(table, &["Properties", "TimeToLiveSpecification"]).expect("TTL specification");
+    assert_eq!(
+        get(ttl, "AttributeName").and_then(Value::as_str),
+        Some("expires_at")
+    );
+    assert_eq!(get(ttl, "Enabled").and_then(Value::as_bool), Some(true));
+
+    let key_names = |schema: Option<&Value>| -> Vec<String> {
+        schema
+            .and_then(Value::as_sequence)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| get(k, "AttributeName").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        key_names(get_path(table, &["Properties", "KeySchema"])),
+        ["pk", "sk"]
+    );
+    let gsis = get_path(table, &["Properties", "GlobalSecondaryIndexes"])
+        .and_then(Value::as_sequence)
+        .expect("GlobalSecondaryIndexes");
+    assert!(
+        gsis.iter()
+            .any(|g| key_names(get(g, "KeySchema")) == ["gsi1pk", "gsi1sk"]),
+        "a GSI on gsi1pk/gsi1sk"
+    );
+}
+
+#[test]
+fn every_function_is_a_cargo_lambda_arm64_bootstrap_binary_of_this_workspace() {
+    let doc = template::load();
+    let functions = functions(&doc);
+    assert!(!functions.is_empty(), "template.yaml declares no function");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (id, function) in functions {
+        let prop = |key: &str| function_property(&doc, function, key);
+        assert_eq!(
+            prop("Runtime").and_then(Value::as_str),
+            Some("provided.al2023"),
+            "{id} Runtime"
+        );
+        assert_eq!(
+            prop("Handler").and_then(Value::as_str),
+            Some("bootstrap"),
+            "{id} Handler"
+        );
+        let architectures: Vec<&str> = prop("Architectures")
+            .and_then(Value::as_sequence)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(architectures, ["arm64"], "{id} Architectures");
+        assert_eq!(
+            prop("CodeUri").and_then(Value::as_str),
+            Some("."),
+            "{id} CodeUri is the workspace root"
+        );
+        assert_eq!(
+            get_path(function, &["Metadata", "BuildMethod"]).and_then(Value::as_str),
+            Some("rust-cargolambda"),
+            "{id} Metadata.BuildMethod"
+        );
+        let binary = binary_name(function)
+            .unwrap_or_else(|| panic!("{id}: no Metadata.BuildProperties.Binary"));
+        assert!(
+            workspace
+                .join("functions")
+                .join(binary)
+                .join("Cargo.toml")
+                .is_file(),
+            "{id}: Binary {binary} has no crate at functions/{binary}"
+        );
+    }
+}
+
+#[test]
+fn api_events_use_the_declared_rest_api_and_policies_name_actions() {
+    let doc = template::load();
+    for (id, function) in functions(&doc) {
+        for (event, props) in function_events(function, "Api") {
+            let api = get(props, "RestApiId")
+                .map(template::references)
+                .and_then(|refs| refs.first().map(|r| r.base().to_owned()))
+                .unwrap_or_else(|| {
+                    panic!("{id}.{event}: no RestApiId (would create an implicit API)")
+                });
+            let api_resource =
+                resource(&doc, &api).unwrap_or_else(|| panic!("{id}.{event}: no resource {api}"));
+            assert_eq!(
+                resource_type(api_resource),
+                Some(template::SERVERLESS_API),
+                "{id}.{event}"
+            );
+        }
+        // Least privilege: inline statements name their actions, never a wildcard.
+        let policies = get_path(function, &["Properties", "Policies"]).expect("own Policies");
+        let mut actions = Vec::new();
+        collect_actions(policies, &mut actions);
+        assert!(!actions.is_empty(), "{id}: no inline policy actions");
+        for action in actions {
+            assert!(!action.contains('*'), "{id}: wildcard action {action}");
+        }
+    }
+}
+
+fn collect_actions(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                if k.as_str() == Some("Action") {
+                    match v {
+                        Value::String(a) => out.push(a.clone()),
+                        Value::Sequence(items) => {
+                            out.extend(items.iter().filter_map(Value::as_str).map(str::to_owned))
+                        }
+                        _ => {}
+                    }
+                } else {
+                    collect_actions(v, out);
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|v| collect_actions(v, out)),
+        Value::Tagged(t) => collect_actions(&t.value, out),
+        _ => {}
+    }
+}
