@@ -28,13 +28,20 @@ pub async fn call(
     request: AxumRequest,
 ) -> AxumResponse {
     let (parts, body) = request.into_parts();
-    let path_parameters: HashMap<String, String> =
-        path.iter().map(|(name, value)| (name.to_owned(), value.to_owned())).collect();
+    let path_parameters: HashMap<String, String> = path
+        .iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(bytes) => bytes,
         Err(_) => {
             let request = http::Request::from_parts(parts, Body::Empty);
-            return respond(shared::http::serve(request, |_| async { Err(ApiError::PayloadTooLarge { limit: MAX_BODY }) }).await);
+            return respond(
+                shared::http::serve(request, |_| async {
+                    Err(ApiError::PayloadTooLarge { limit: MAX_BODY })
+                })
+                .await,
+            );
         }
     };
     let query = parts.uri.query().map(parse_query).unwrap_or_default();
@@ -47,7 +54,11 @@ pub async fn call(
     context.stage = Some("local".to_owned());
     context.identity.source_ip = Some(peer.ip().to_string());
 
-    let body = if bytes.is_empty() { Body::Empty } else { Body::Binary(bytes.to_vec()) };
+    let body = if bytes.is_empty() {
+        Body::Empty
+    } else {
+        Body::Binary(bytes.to_vec())
+    };
     let request = http::Request::from_parts(parts, body)
         .with_path_parameters(path_parameters)
         .with_query_string_parameters(query)
@@ -66,7 +77,9 @@ pub async fn problem(request: AxumRequest, error: ApiError) -> AxumResponse {
 fn parse_query(query: &str) -> QueryMap {
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        map.entry(name.into_owned()).or_default().push(value.into_owned());
+        map.entry(name.into_owned())
+            .or_default()
+            .push(value.into_owned());
     }
     QueryMap::from(map)
 }

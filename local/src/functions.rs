@@ -42,7 +42,9 @@ impl Functions {
     pub fn handler(&self, function: &str) -> Handler {
         match self.0.get(function) {
             Some(handler) => Arc::clone(handler),
-            None => panic!("the local runner has no handler for function {function:?} of the route table"),
+            None => panic!(
+                "the local runner has no handler for function {function:?} of the route table"
+            ),
         }
     }
 

@@ -22,16 +22,22 @@ pub fn router(functions: Arc<Functions>) -> Router {
     let mut router = Router::new();
     for route in ROUTES {
         let handler = functions.handler(route.function);
-        let method = MethodFilter::try_from(http::Method::from_bytes(route.method.as_bytes()).unwrap_or(http::Method::GET))
-            .unwrap_or(MethodFilter::GET);
+        let method = MethodFilter::try_from(
+            http::Method::from_bytes(route.method.as_bytes()).unwrap_or(http::Method::GET),
+        )
+        .unwrap_or(MethodFilter::GET);
         router = router.route(
             route.path,
-            on(method, move |peer, path, request| convert::call(route, Arc::clone(&handler), peer, path, request)),
+            on(method, move |peer, path, request| {
+                convert::call(route, Arc::clone(&handler), peer, path, request)
+            }),
         );
     }
     router
         .fallback(|request| convert::problem(request, ApiError::NotFound))
-        .method_not_allowed_fallback(|request| convert::problem(request, ApiError::MethodNotAllowed))
+        .method_not_allowed_fallback(|request| {
+            convert::problem(request, ApiError::MethodNotAllowed)
+        })
 }
 
 /// Serves until `shutdown` resolves, then drains the requests in flight.
@@ -44,7 +50,9 @@ pub async fn serve(
     let functions = Arc::new(Functions::new(config, &adapters));
     let app = router(functions).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), "listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }

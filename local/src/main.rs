@@ -5,7 +5,9 @@ use shared::config::{Config, Profile};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     shared::telemetry::init("local");
-    let config = Config::load(Profile::Local).await.inspect_err(shared::lambda::log_init_error)?;
+    let config = Config::load(Profile::Local)
+        .await
+        .inspect_err(shared::lambda::log_init_error)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     local::serve(&config, listener, shutdown_signal()).await
 }
@@ -15,10 +17,11 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return interrupt.await.unwrap_or_default(),
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => return interrupt.await.unwrap_or_default(),
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

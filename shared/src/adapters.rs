@@ -40,24 +40,33 @@ impl Adapters {
         };
 
         let store: Arc<dyn Store> = match &config.store {
-            StoreBackend::DynamoDb { table } => {
-                Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(aws().await), table))
-            }
+            StoreBackend::DynamoDb { table } => Arc::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(aws().await),
+                table,
+            )),
             StoreBackend::Embedded => Arc::new(EmbeddedStore::open(embedded_db()?)?),
         };
         let webhook_queue: Arc<dyn Queue> = match &config.queue {
-            QueueBackend::Sqs { queue_url, dead_letter_url } => Arc::new(SqsQueue::new(
+            QueueBackend::Sqs {
+                queue_url,
+                dead_letter_url,
+            } => Arc::new(SqsQueue::new(
                 aws_sdk_sqs::Client::new(aws().await),
                 queue_url,
                 dead_letter_url.clone(),
             )),
-            QueueBackend::Embedded { max_receive_count } => Arc::new(EmbeddedQueue::open_with_dead_letters(
-                embedded_db()?,
-                WEBHOOK_QUEUE,
-                WEBHOOK_DEAD_LETTER_QUEUE,
-                *max_receive_count,
-            )?),
+            QueueBackend::Embedded { max_receive_count } => {
+                Arc::new(EmbeddedQueue::open_with_dead_letters(
+                    embedded_db()?,
+                    WEBHOOK_QUEUE,
+                    WEBHOOK_DEAD_LETTER_QUEUE,
+                    *max_receive_count,
+                )?)
+            }
         };
-        Ok(Self { store, webhook_queue })
+        Ok(Self {
+            store,
+            webhook_queue,
+        })
     }
 }

@@ -27,8 +27,13 @@ pub enum StoreBackend {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum QueueBackend {
-    Embedded { max_receive_count: u32 },
-    Sqs { queue_url: String, dead_letter_url: Option<String> },
+    Embedded {
+        max_receive_count: u32,
+    },
+    Sqs {
+        queue_url: String,
+        dead_letter_url: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,7 +107,9 @@ struct Vars<F>(F);
 
 impl<F: Fn(&str) -> Option<String>> Vars<F> {
     fn text(&self, name: &'static str) -> Option<String> {
-        (self.0)(name).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty())
+        (self.0)(name)
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
     }
 
     fn required(&self, name: &'static str) -> Result<String, ConfigError> {
@@ -122,7 +129,12 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         }
     }
 
-    fn choice(&self, name: &'static str, default: &'static str, allowed: &[&'static str]) -> Result<&'static str, ConfigError> {
+    fn choice(
+        &self,
+        name: &'static str,
+        default: &'static str,
+        allowed: &[&'static str],
+    ) -> Result<&'static str, ConfigError> {
         let Some(text) = self.text(name) else {
             return Ok(default);
         };
@@ -143,31 +155,53 @@ impl Config {
     pub async fn load(profile: Profile) -> Result<Self, ConfigError> {
         let mut config = Self::from_vars(profile, |name| std::env::var(name).ok())?;
         if let Some(arn) = config.secrets_arn.clone() {
-            let sdk = crate::aws::sdk_config().await;
-            let client = aws_sdk_secretsmanager::Client::new(&sdk);
-            let secret = client
-                .get_secret_value()
-                .secret_id(&arn)
-                .send()
-                .await
-                .map_err(|error| ConfigError::Secret(aws_sdk_secretsmanager::error::DisplayErrorContext(error).to_string()))?;
-            let text = secret
-                .secret_string()
-                .ok_or_else(|| ConfigError::Secret("the secret has no string value".into()))?;
-            config.merge_secret_json(text)?;
+            config
+                .load_secret(&crate::aws::sdk_config().await, &arn)
+                .await?;
         }
         Ok(config)
     }
 
+    /// Adds the secrets held by the Secrets Manager secret `arn` (see
+    /// [`Self::merge_secret_json`]).
+    pub async fn load_secret(
+        &mut self,
+        sdk: &aws_config::SdkConfig,
+        arn: &str,
+    ) -> Result<(), ConfigError> {
+        let client = aws_sdk_secretsmanager::Client::new(sdk);
+        let secret = client
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|error| {
+                ConfigError::Secret(
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(error).to_string(),
+                )
+            })?;
+        let text = secret
+            .secret_string()
+            .ok_or_else(|| ConfigError::Secret("the secret has no string value".into()))?;
+        self.merge_secret_json(text)
+    }
+
     /// The configuration from variables looked up with `var`.
-    pub fn from_vars(profile: Profile, var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_vars(
+        profile: Profile,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let vars = Vars(var);
         let default_backends = match profile {
             Profile::Lambda => ("dynamodb", "sqs"),
             Profile::Local => ("embedded", "embedded"),
         };
 
-        let store = match vars.choice("STORE_BACKEND", default_backends.0, &["embedded", "dynamodb"])? {
+        let store = match vars.choice(
+            "STORE_BACKEND",
+            default_backends.0,
+            &["embedded", "dynamodb"],
+        )? {
             "dynamodb" => StoreBackend::DynamoDb {
                 table: vars.required("TABLE_NAME")?,
             },
@@ -222,8 +256,9 @@ impl Config {
     /// environment's. A name sellerhub does not know is an error (a typo would otherwise
     /// leave a secret silently missing).
     pub fn merge_secret_json(&mut self, text: &str) -> Result<(), ConfigError> {
-        let values: BTreeMap<String, String> =
-            serde_json::from_str(text).map_err(|_| ConfigError::Secret("the secret is not a JSON object of strings".into()))?;
+        let values: BTreeMap<String, String> = serde_json::from_str(text).map_err(|_| {
+            ConfigError::Secret("the secret is not a JSON object of strings".into())
+        })?;
         for (name, value) in values {
             let Some(known) = SECRET_NAMES.iter().find(|known| **known == name) else {
                 return Err(ConfigError::Secret(format!("unknown secret name {name:?}")));
@@ -235,7 +270,8 @@ impl Config {
 
     /// Whether any adapter talks to AWS (and so needs the SDK's configuration).
     pub fn uses_aws(&self) -> bool {
-        matches!(self.store, StoreBackend::DynamoDb { .. }) || matches!(self.queue, QueueBackend::Sqs { .. })
+        matches!(self.store, StoreBackend::DynamoDb { .. })
+            || matches!(self.queue, QueueBackend::Sqs { .. })
     }
 }
 
@@ -248,7 +284,10 @@ mod tests {
     use super::*;
 
     fn config(profile: Profile, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_vars(profile, |name| vars.get(name).cloned())
     }
 
@@ -256,7 +295,12 @@ mod tests {
     fn local_defaults_to_the_embedded_adapters_on_loopback() {
         let config = config(Profile::Local, &[]).unwrap();
         assert_eq!(config.store, StoreBackend::Embedded);
-        assert_eq!(config.queue, QueueBackend::Embedded { max_receive_count: 5 });
+        assert_eq!(
+            config.queue,
+            QueueBackend::Embedded {
+                max_receive_count: 5
+            }
+        );
         assert_eq!(config.listen, "127.0.0.1:3000".parse().unwrap());
         assert_eq!(config.data_dir, PathBuf::from(".data"));
         assert_eq!(config.health.max_waiting, 1000);
@@ -265,12 +309,23 @@ mod tests {
 
     #[test]
     fn lambda_needs_its_table_and_queue_named() {
-        assert_eq!(config(Profile::Lambda, &[]).unwrap_err(), ConfigError::Missing("TABLE_NAME"));
+        assert_eq!(
+            config(Profile::Lambda, &[]).unwrap_err(),
+            ConfigError::Missing("TABLE_NAME")
+        );
         assert_eq!(
             config(Profile::Lambda, &[("TABLE_NAME", "t")]).unwrap_err(),
             ConfigError::Missing("WEBHOOK_QUEUE_URL")
         );
-        let config = config(Profile::Lambda, &[("TABLE_NAME", "t"), ("WEBHOOK_QUEUE_URL", "http://q"), ("WEBHOOK_DLQ_URL", "http://d")]).unwrap();
+        let config = config(
+            Profile::Lambda,
+            &[
+                ("TABLE_NAME", "t"),
+                ("WEBHOOK_QUEUE_URL", "http://q"),
+                ("WEBHOOK_DLQ_URL", "http://d"),
+            ],
+        )
+        .unwrap();
         assert_eq!(config.store, StoreBackend::DynamoDb { table: "t".into() });
         assert_eq!(
             config.queue,
@@ -284,34 +339,87 @@ mod tests {
 
     #[test]
     fn each_adapter_switches_to_the_real_service_on_its_own() {
-        let config = config(Profile::Local, &[("STORE_BACKEND", "DynamoDB"), ("TABLE_NAME", "t")]).unwrap();
+        let config = config(
+            Profile::Local,
+            &[("STORE_BACKEND", "DynamoDB"), ("TABLE_NAME", "t")],
+        )
+        .unwrap();
         assert_eq!(config.store, StoreBackend::DynamoDb { table: "t".into() });
-        assert_eq!(config.queue, QueueBackend::Embedded { max_receive_count: 5 });
+        assert_eq!(
+            config.queue,
+            QueueBackend::Embedded {
+                max_receive_count: 5
+            }
+        );
     }
 
     #[test]
     fn invalid_values_name_their_variable() {
         let error = config(Profile::Local, &[("PORT", "eighty")]).unwrap_err();
-        assert!(matches!(error, ConfigError::Invalid { name: "PORT", .. }), "{error}");
+        assert!(
+            matches!(error, ConfigError::Invalid { name: "PORT", .. }),
+            "{error}"
+        );
         assert!(error.to_string().starts_with("PORT is invalid"));
         let error = config(Profile::Local, &[("STORE_BACKEND", "postgres")]).unwrap_err();
         assert!(error.to_string().contains("STORE_BACKEND"), "{error}");
         let error = config(Profile::Local, &[("QUEUE_MAX_RECEIVE_COUNT", "0")]).unwrap_err();
-        assert!(matches!(error, ConfigError::Invalid { name: "QUEUE_MAX_RECEIVE_COUNT", .. }));
+        assert!(matches!(
+            error,
+            ConfigError::Invalid {
+                name: "QUEUE_MAX_RECEIVE_COUNT",
+                ..
+            }
+        ));
     }
 
     #[test]
     fn secrets_come_from_the_environment_and_the_secret_and_never_print() {
-        let mut config = config(Profile::Local, &[("META_APP_SECRET", "from-env"), ("SESSION_SIGNING_KEY", "env-key")]).unwrap();
+        let mut config = config(
+            Profile::Local,
+            &[
+                ("META_APP_SECRET", "from-env"),
+                ("SESSION_SIGNING_KEY", "env-key"),
+            ],
+        )
+        .unwrap();
         config
-            .merge_secret_json(r#"{"SESSION_SIGNING_KEY": "from-secret", "CURSOR_SIGNING_KEY": "c"}"#)
+            .merge_secret_json(
+                r#"{"SESSION_SIGNING_KEY": "from-secret", "CURSOR_SIGNING_KEY": "c"}"#,
+            )
             .unwrap();
-        assert_eq!(config.secrets.require("META_APP_SECRET").unwrap().expose_secret(), "from-env");
-        assert_eq!(config.secrets.require("SESSION_SIGNING_KEY").unwrap().expose_secret(), "from-secret");
-        assert_eq!(config.secrets.require("GRANT_ENCRYPTION_KEY").unwrap_err(), ConfigError::Missing("GRANT_ENCRYPTION_KEY"));
+        assert_eq!(
+            config
+                .secrets
+                .require("META_APP_SECRET")
+                .unwrap()
+                .expose_secret(),
+            "from-env"
+        );
+        assert_eq!(
+            config
+                .secrets
+                .require("SESSION_SIGNING_KEY")
+                .unwrap()
+                .expose_secret(),
+            "from-secret"
+        );
+        assert_eq!(
+            config.secrets.require("GRANT_ENCRYPTION_KEY").unwrap_err(),
+            ConfigError::Missing("GRANT_ENCRYPTION_KEY")
+        );
         let printed = format!("{config:?}");
-        assert!(!printed.contains("from-env") && !printed.contains("from-secret"), "{printed}");
-        assert!(matches!(config.merge_secret_json(r#"{"SESION_KEY": "x"}"#), Err(ConfigError::Secret(_))));
-        assert!(matches!(config.merge_secret_json("not json"), Err(ConfigError::Secret(_))));
+        assert!(
+            !printed.contains("from-env") && !printed.contains("from-secret"),
+            "{printed}"
+        );
+        assert!(matches!(
+            config.merge_secret_json(r#"{"SESION_KEY": "x"}"#),
+            Err(ConfigError::Secret(_))
+        ));
+        assert!(matches!(
+            config.merge_secret_json("not json"),
+            Err(ConfigError::Secret(_))
+        ));
     }
 }

@@ -120,7 +120,10 @@ impl EmbeddedDb {
 
     /// Runs `init` in a write transaction of its own, now, blocking: for adapters to
     /// create their tables when they are built, so reads never meet a missing table.
-    pub fn init(&self, init: impl FnOnce(&WriteTransaction) -> Result<(), redb::Error>) -> Result<(), EmbeddedError> {
+    pub fn init(
+        &self,
+        init: impl FnOnce(&WriteTransaction) -> Result<(), redb::Error>,
+    ) -> Result<(), EmbeddedError> {
         let txn = self.inner.db.begin_write().map_err(redb::Error::from)?;
         init(&txn)?;
         txn.commit().map_err(redb::Error::from)?;

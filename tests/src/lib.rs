@@ -1,3 +1,5 @@
 //! Test support shared by the end-to-end suites.
-pub mod template;
+pub mod local_runner;
+pub mod moto;
 pub mod runtime_api;
+pub mod template;

@@ -10,9 +10,18 @@ use shared::handlers::health::Health;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init("health");
-    let config = Config::load(Profile::Lambda).await.inspect_err(shared::lambda::log_init_error)?;
-    let adapters = Adapters::build(&config).await.inspect_err(shared::lambda::log_init_error)?;
-    let health = Arc::new(Health::new(adapters.store, adapters.webhook_queue, config.health.clone(), config.version));
+    let config = Config::load(Profile::Lambda)
+        .await
+        .inspect_err(shared::lambda::log_init_error)?;
+    let adapters = Adapters::build(&config)
+        .await
+        .inspect_err(shared::lambda::log_init_error)?;
+    let health = Arc::new(Health::new(
+        adapters.store,
+        adapters.webhook_queue,
+        config.health.clone(),
+        config.version,
+    ));
     shared::lambda::serve_http(move |request| {
         let health = Arc::clone(&health);
         async move { health.handle(request).await }

@@ -60,7 +60,12 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, settings: HealthSettings, version: &'static str) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        settings: HealthSettings,
+        version: &'static str,
+    ) -> Self {
         Self {
             store,
             queue,
@@ -97,9 +102,15 @@ impl Health {
 
     async fn check_all(&self) -> Report {
         let (store, queue) = tokio::join!(self.check_store(), self.check_queue());
-        let healthy = [&store, &queue].iter().all(|check| check.status == Status::Ok);
+        let healthy = [&store, &queue]
+            .iter()
+            .all(|check| check.status == Status::Ok);
         Report {
-            status: if healthy { Status::Ok } else { Status::Unhealthy },
+            status: if healthy {
+                Status::Ok
+            } else {
+                Status::Unhealthy
+            },
             version: self.version,
             uptime_seconds: self.started.elapsed().as_secs(),
             checked_at: time::OffsetDateTime::now_utc()
@@ -121,7 +132,11 @@ impl Health {
             None => Some("timed out"),
         };
         Check {
-            status: if reason.is_none() { Status::Ok } else { Status::Unhealthy },
+            status: if reason.is_none() {
+                Status::Ok
+            } else {
+                Status::Unhealthy
+            },
             latency_ms,
             reason,
             queue: None,
@@ -139,7 +154,11 @@ impl Health {
             None => (Some("timed out"), None),
         };
         Check {
-            status: if reason.is_none() { Status::Ok } else { Status::Unhealthy },
+            status: if reason.is_none() {
+                Status::Ok
+            } else {
+                Status::Unhealthy
+            },
             latency_ms,
             reason,
             queue: stats,

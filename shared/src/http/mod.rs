@@ -19,8 +19,12 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// A JSON response.
-pub fn json<T: serde::Serialize>(status: http::StatusCode, value: &T) -> Result<Response<Body>, ApiError> {
-    let body = serde_json::to_vec(value).map_err(|error| ApiError::Internal(format!("serialising a response: {error}")))?;
+pub fn json<T: serde::Serialize>(
+    status: http::StatusCode,
+    value: &T,
+) -> Result<Response<Body>, ApiError> {
+    let body = serde_json::to_vec(value)
+        .map_err(|error| ApiError::Internal(format!("serialising a response: {error}")))?;
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")

@@ -69,7 +69,10 @@ impl Problem {
             .header(http::header::CONTENT_TYPE, "application/problem+json")
             .header(http::header::CACHE_CONTROL, "no-store");
         if let Some(retry_after) = self.retry_after {
-            builder = builder.header(http::header::RETRY_AFTER, retry_after.as_secs().max(1).to_string());
+            builder = builder.header(
+                http::header::RETRY_AFTER,
+                retry_after.as_secs().max(1).to_string(),
+            );
         }
         builder.body(Body::Binary(body)).unwrap_or_else(|_| {
             let mut response = Response::new(Body::Empty);
@@ -99,14 +102,28 @@ impl ApiError {
         let status = self.status();
         let (title, detail) = match self {
             ApiError::BadRequest(detail) => ("Bad request", Some(detail.clone())),
-            ApiError::Unauthorized => ("Unauthorized", Some("Sign in to use this endpoint.".to_owned())),
+            ApiError::Unauthorized => (
+                "Unauthorized",
+                Some("Sign in to use this endpoint.".to_owned()),
+            ),
             ApiError::Forbidden => ("Forbidden", None),
             ApiError::NotFound => ("Not found", None),
             ApiError::MethodNotAllowed => ("Method not allowed", None),
-            ApiError::PayloadTooLarge { limit } => ("Payload too large", Some(format!("The body must be at most {limit} bytes."))),
-            ApiError::UnsupportedMediaType { expected } => ("Unsupported media type", Some(format!("Send {expected}."))),
-            ApiError::TooManyRequests { .. } => ("Too many requests", Some("Retry after the time in Retry-After.".to_owned())),
-            ApiError::Unavailable(_) => ("Service unavailable", Some("A dependency is unavailable; retry shortly.".to_owned())),
+            ApiError::PayloadTooLarge { limit } => (
+                "Payload too large",
+                Some(format!("The body must be at most {limit} bytes.")),
+            ),
+            ApiError::UnsupportedMediaType { expected } => {
+                ("Unsupported media type", Some(format!("Send {expected}.")))
+            }
+            ApiError::TooManyRequests { .. } => (
+                "Too many requests",
+                Some("Retry after the time in Retry-After.".to_owned()),
+            ),
+            ApiError::Unavailable(_) => (
+                "Service unavailable",
+                Some("A dependency is unavailable; retry shortly.".to_owned()),
+            ),
             ApiError::Internal(_) => ("Internal server error", None),
         };
         let mut problem = Problem::new(status, title, detail);
@@ -119,7 +136,9 @@ impl ApiError {
     /// Logs what the response leaves out: server errors with their internal text.
     pub fn log(&self) {
         match self {
-            ApiError::Unavailable(_) => tracing::warn!(error = %self, "request failed: dependency unavailable"),
+            ApiError::Unavailable(_) => {
+                tracing::warn!(error = %self, "request failed: dependency unavailable")
+            }
             ApiError::Internal(_) => tracing::error!(error = %self, "request failed"),
             _ => {}
         }
@@ -136,9 +155,14 @@ mod tests {
 
     #[test]
     fn a_problem_is_rfc9457_json_with_the_request_id() {
-        let response = ApiError::BadRequest("field x is missing".into()).problem().into_response("req-7");
+        let response = ApiError::BadRequest("field x is missing".into())
+            .problem()
+            .into_response("req-7");
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
         let body = body(&response);
         assert_eq!(body["type"], "about:blank");
         assert_eq!(body["title"], "Bad request");
@@ -156,15 +180,20 @@ mod tests {
             let response = error.problem().into_response("r");
             let text = String::from_utf8(response.body().as_ref().to_vec()).unwrap();
             assert!(response.status().is_server_error());
-            assert!(!text.contains("arn:") && !text.contains("10.0.0.1") && !text.contains("panicked"), "{text}");
+            assert!(
+                !text.contains("arn:") && !text.contains("10.0.0.1") && !text.contains("panicked"),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn too_many_requests_says_when_to_retry() {
-        let response = ApiError::TooManyRequests { retry_after: Duration::from_millis(2500) }
-            .problem()
-            .into_response("r");
+        let response = ApiError::TooManyRequests {
+            retry_after: Duration::from_millis(2500),
+        }
+        .problem()
+        .into_response("r");
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()["retry-after"], "2");
     }

@@ -23,7 +23,9 @@ fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
         .filter(|value| !value.is_empty() && value.len() <= 128)
 }
 
-fn context(request: &Request) -> Option<&lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext> {
+fn context(
+    request: &Request,
+) -> Option<&lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext> {
     match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV1(context)) => Some(context),
         _ => None,
@@ -115,6 +117,9 @@ mod tests {
     fn bodies_over_the_limit_are_refused() {
         let request = with_context(None);
         assert_eq!(body_bytes(&request, 5).unwrap(), b"hello");
-        assert!(matches!(body_bytes(&request, 4), Err(ApiError::PayloadTooLarge { limit: 4 })));
+        assert!(matches!(
+            body_bytes(&request, 4),
+            Err(ApiError::PayloadTooLarge { limit: 4 })
+        ));
     }
 }

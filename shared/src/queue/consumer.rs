@@ -125,7 +125,9 @@ where
             Ok(()) => deleted += 1,
             // Still in the queue: it comes back after its visibility timeout, and the
             // worker's idempotency makes the second run a no-op.
-            Err(error) => tracing::warn!(error = %error, message_id = %message.message_id, "delete after success failed"),
+            Err(error) => {
+                tracing::warn!(error = %error, message_id = %message.message_id, "delete after success failed")
+            }
         }
     }
     Ok(PollOutcome {
@@ -186,7 +188,13 @@ mod tests {
     }
 
     fn queue(dir: &std::path::Path, max_receive_count: u32) -> EmbeddedQueue {
-        EmbeddedQueue::open_with_dead_letters(EmbeddedDb::open(dir).unwrap(), "work", "work-dlq", max_receive_count).unwrap()
+        EmbeddedQueue::open_with_dead_letters(
+            EmbeddedDb::open(dir).unwrap(),
+            "work",
+            "work-dlq",
+            max_receive_count,
+        )
+        .unwrap()
     }
 
     #[tokio::test]
@@ -194,7 +202,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let queue = queue(dir.path(), 3);
         queue
-            .send_batch(vec![OutMessage::new("{\"a\":1}").attribute("source", "meta")])
+            .send_batch(vec![
+                OutMessage::new("{\"a\":1}").attribute("source", "meta"),
+            ])
             .await
             .unwrap();
         let seen = Mutex::new(None);
@@ -204,19 +214,32 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(outcome, PollOutcome { received: 1, deleted: 1, failed: 0 });
+        assert_eq!(
+            outcome,
+            PollOutcome {
+                received: 1,
+                deleted: 1,
+                failed: 0
+            }
+        );
         let event = seen.lock().unwrap().take().unwrap();
         let record = &event["Records"][0];
         assert_eq!(record["body"], "{\"a\":1}");
         assert_eq!(record["eventSource"], "aws:sqs");
-        assert_eq!(record["eventSourceARN"], "arn:aws:sqs:us-east-1:000000000000:webhooks");
+        assert_eq!(
+            record["eventSourceARN"],
+            "arn:aws:sqs:us-east-1:000000000000:webhooks"
+        );
         assert_eq!(record["attributes"]["ApproximateReceiveCount"], "1");
         assert_eq!(record["messageAttributes"]["source"]["stringValue"], "meta");
         assert_eq!(record["messageAttributes"]["source"]["dataType"], "String");
         // The JSON is what a Lambda worker deserialises.
         let parsed: SqsEvent = serde_json::from_value(event).unwrap();
         assert_eq!(parsed.records.len(), 1);
-        assert_eq!(queue.stats().await.unwrap().visible + queue.stats().await.unwrap().in_flight, 0);
+        assert_eq!(
+            queue.stats().await.unwrap().visible + queue.stats().await.unwrap().in_flight,
+            0
+        );
     }
 
     #[tokio::test]
@@ -225,26 +248,57 @@ mod tests {
         let queue = queue(dir.path(), 3);
         let bodies = ["ok-1", "poison", "ok-2"];
         queue
-            .send_batch(bodies.iter().map(|body| OutMessage::new(*body).attribute("n", *body)).collect())
+            .send_batch(
+                bodies
+                    .iter()
+                    .map(|body| OutMessage::new(*body).attribute("n", *body))
+                    .collect(),
+            )
             .await
             .unwrap();
 
         let first = poll_once(&queue, &settings(), &worker).await.unwrap();
-        assert_eq!(first, PollOutcome { received: 3, deleted: 2, failed: 1 });
+        assert_eq!(
+            first,
+            PollOutcome {
+                received: 3,
+                deleted: 2,
+                failed: 1
+            }
+        );
 
         // The failed record comes back after its visibility timeout, counted, until the
         // redrive moves it to the dead-letter queue on the receive after the third.
         for attempt in 2..=3 {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let again = poll_once(&queue, &settings(), &worker).await.unwrap();
-            assert_eq!(again, PollOutcome { received: 1, deleted: 0, failed: 1 }, "attempt {attempt}");
+            assert_eq!(
+                again,
+                PollOutcome {
+                    received: 1,
+                    deleted: 0,
+                    failed: 1
+                },
+                "attempt {attempt}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(poll_once(&queue, &settings(), &worker).await.unwrap(), PollOutcome::default());
+        assert_eq!(
+            poll_once(&queue, &settings(), &worker).await.unwrap(),
+            PollOutcome::default()
+        );
 
         let stats = queue.stats().await.unwrap();
-        assert_eq!((stats.visible, stats.in_flight, stats.dead_letters), (0, 0, Some(1)));
-        let dead = queue.dead_letters().unwrap().receive(10, Duration::from_secs(30), Duration::ZERO).await.unwrap();
+        assert_eq!(
+            (stats.visible, stats.in_flight, stats.dead_letters),
+            (0, 0, Some(1))
+        );
+        let dead = queue
+            .dead_letters()
+            .unwrap()
+            .receive(10, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].body, "poison");
         assert_eq!(dead[0].attributes["n"], "poison");
@@ -254,12 +308,24 @@ mod tests {
     async fn an_error_or_an_unknown_failure_id_fails_the_whole_batch() {
         let dir = tempfile::tempdir().unwrap();
         let queue = queue(dir.path(), 5);
-        queue.send_batch(vec![OutMessage::new("a"), OutMessage::new("b")]).await.unwrap();
-
-        let crashed = poll_once(&queue, &settings(), &|_event: SqsEvent| async { Err::<SqsBatchResponse, _>("boom") })
+        queue
+            .send_batch(vec![OutMessage::new("a"), OutMessage::new("b")])
             .await
             .unwrap();
-        assert_eq!(crashed, PollOutcome { received: 2, deleted: 0, failed: 2 });
+
+        let crashed = poll_once(&queue, &settings(), &|_event: SqsEvent| async {
+            Err::<SqsBatchResponse, _>("boom")
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            crashed,
+            PollOutcome {
+                received: 2,
+                deleted: 0,
+                failed: 2
+            }
+        );
 
         tokio::time::sleep(Duration::from_millis(200)).await;
         let confused = poll_once(&queue, &settings(), &|_event: SqsEvent| async {
@@ -269,14 +335,24 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(confused, PollOutcome { received: 2, deleted: 0, failed: 2 });
+        assert_eq!(
+            confused,
+            PollOutcome {
+                received: 2,
+                deleted: 0,
+                failed: 2
+            }
+        );
     }
 
     #[tokio::test]
     async fn run_finishes_the_batch_in_hand_then_stops() {
         let dir = tempfile::tempdir().unwrap();
         let queue = queue(dir.path(), 5);
-        queue.send_batch(vec![OutMessage::new("slow")]).await.unwrap();
+        queue
+            .send_batch(vec![OutMessage::new("slow")])
+            .await
+            .unwrap();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let handled = Mutex::new(0);
         let handler = |_event: SqsEvent| {
@@ -289,9 +365,15 @@ mod tests {
         };
         let mut quick = settings();
         quick.wait = Duration::from_millis(50);
-        tokio::time::timeout(Duration::from_secs(5), run(&queue, quick, handler, stopped)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), run(&queue, quick, handler, stopped))
+            .await
+            .unwrap();
         assert_eq!(*handled.lock().unwrap(), 1);
         let stats = queue.stats().await.unwrap();
-        assert_eq!(stats.visible + stats.in_flight, 0, "the batch was settled before stopping");
+        assert_eq!(
+            stats.visible + stats.in_flight,
+            0,
+            "the batch was settled before stopping"
+        );
     }
 }

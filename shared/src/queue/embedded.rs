@@ -88,8 +88,14 @@ struct Stored {
 const HEADER: usize = 12;
 
 fn header(bytes: &[u8]) -> Result<(i64, u32), redb::Error> {
-    let visible: [u8; 8] = bytes.get(0..8).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("short header"))?;
-    let count: [u8; 4] = bytes.get(8..HEADER).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("short header"))?;
+    let visible: [u8; 8] = bytes
+        .get(0..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("short header"))?;
+    let count: [u8; 4] = bytes
+        .get(8..HEADER)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("short header"))?;
     Ok((i64::from_be_bytes(visible), u32::from_be_bytes(count)))
 }
 
@@ -134,7 +140,10 @@ impl From<EmbeddedError> for QueueError {
 /// Appends a message to `queue`, returning its sequence number.
 fn append(txn: &WriteTransaction, queue: &str, stored: &Stored) -> Result<u64, redb::Error> {
     let mut sequences = txn.open_table(NEXT_SEQUENCE)?;
-    let sequence = sequences.get(queue)?.map(|value| value.value()).unwrap_or(0);
+    let sequence = sequences
+        .get(queue)?
+        .map(|value| value.value())
+        .unwrap_or(0);
     sequences.insert(queue, sequence + 1)?;
     txn.open_table(MESSAGES)?
         .insert((queue, sequence), stored.encode()?.as_slice())?;
@@ -148,7 +157,8 @@ fn receipt_handle(queue: &str, sequence: u64, nonce: &str) -> String {
 
 fn parse_receipt<'a>(handle: &'a str, queue: &str) -> QueueResult<(u64, &'a str)> {
     let mut parts = handle.splitn(3, '.');
-    let (Some(sequence), Some(nonce), Some(owner)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(sequence), Some(nonce), Some(owner)) = (parts.next(), parts.next(), parts.next())
+    else {
         return Err(QueueError::InvalidReceipt);
     };
     let sequence = sequence.parse().map_err(|_| QueueError::InvalidReceipt)?;
@@ -159,7 +169,11 @@ fn parse_receipt<'a>(handle: &'a str, queue: &str) -> QueueResult<(u64, &'a str)
 }
 
 /// The message a receipt handle refers to, if that handle is still its current one.
-fn find_received(txn: &WriteTransaction, queue: &str, handle: &str) -> Result<QueueResult<(u64, Stored)>, redb::Error> {
+fn find_received(
+    txn: &WriteTransaction,
+    queue: &str,
+    handle: &str,
+) -> Result<QueueResult<(u64, Stored)>, redb::Error> {
     let (sequence, nonce) = match parse_receipt(handle, queue) {
         Ok(parsed) => parsed,
         Err(error) => return Ok(Err(error)),
@@ -177,7 +191,11 @@ fn find_received(txn: &WriteTransaction, queue: &str, handle: &str) -> Result<Qu
 
 impl EmbeddedQueue {
     /// One receive attempt, without waiting.
-    async fn receive_now(&self, max: usize, visibility_timeout: Duration) -> QueueResult<Vec<ReceivedMessage>> {
+    async fn receive_now(
+        &self,
+        max: usize,
+        visibility_timeout: Duration,
+    ) -> QueueResult<Vec<ReceivedMessage>> {
         let queue = self.name.clone();
         let max_receive_count = self.max_receive_count;
         let dead_letter_queue = self.dead_letters.as_ref().map(|dlq| dlq.name.clone());
@@ -211,7 +229,10 @@ impl EmbeddedQueue {
                         let dead = Stored {
                             visible_at_millis: now,
                             receive_count: 0,
-                            body: Body { receipt: None, ..stored.body },
+                            body: Body {
+                                receipt: None,
+                                ..stored.body
+                            },
                         };
                         drop(messages);
                         append(txn, dlq, &dead)?;
@@ -278,7 +299,12 @@ impl Queue for EmbeddedQueue {
         Ok(ids)
     }
 
-    async fn receive(&self, max: usize, visibility_timeout: Duration, wait: Duration) -> QueueResult<Vec<ReceivedMessage>> {
+    async fn receive(
+        &self,
+        max: usize,
+        visibility_timeout: Duration,
+        wait: Duration,
+    ) -> QueueResult<Vec<ReceivedMessage>> {
         validate_receive_max(max)?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -301,7 +327,8 @@ impl Queue for EmbeddedQueue {
                     Ok(found) => found,
                     Err(error) => return Ok(Err(error)),
                 };
-                txn.open_table(MESSAGES)?.remove((queue.as_str(), sequence))?;
+                txn.open_table(MESSAGES)?
+                    .remove((queue.as_str(), sequence))?;
                 Ok(Ok(()))
             })
             .await?
@@ -347,7 +374,9 @@ impl Queue for EmbeddedQueue {
                     }
                 }
                 if let Some(dlq) = dead_letter_queue {
-                    let count = messages.range((dlq.as_str(), 0)..=(dlq.as_str(), u64::MAX))?.count();
+                    let count = messages
+                        .range((dlq.as_str(), 0)..=(dlq.as_str(), u64::MAX))?
+                        .count();
                     stats.dead_letters = Some(count as u64);
                 }
                 Ok(stats)
@@ -369,11 +398,29 @@ mod tests {
     async fn messages_survive_reopening_the_database() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let queue = EmbeddedQueue::open_with_dead_letters(EmbeddedDb::open(dir.path()).unwrap(), "webhooks", "webhooks-dlq", 5).unwrap();
-            queue.send_batch(vec![OutMessage::new("kept").attribute("source", "meta")]).await.unwrap();
+            let queue = EmbeddedQueue::open_with_dead_letters(
+                EmbeddedDb::open(dir.path()).unwrap(),
+                "webhooks",
+                "webhooks-dlq",
+                5,
+            )
+            .unwrap();
+            queue
+                .send_batch(vec![OutMessage::new("kept").attribute("source", "meta")])
+                .await
+                .unwrap();
         }
-        let queue = EmbeddedQueue::open_with_dead_letters(EmbeddedDb::open(dir.path()).unwrap(), "webhooks", "webhooks-dlq", 5).unwrap();
-        let received = queue.receive(10, Duration::from_secs(30), Duration::ZERO).await.unwrap();
+        let queue = EmbeddedQueue::open_with_dead_letters(
+            EmbeddedDb::open(dir.path()).unwrap(),
+            "webhooks",
+            "webhooks-dlq",
+            5,
+        )
+        .unwrap();
+        let received = queue
+            .receive(10, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(received.len(), 1);
         assert_eq!(received[0].body, "kept");
         assert_eq!(received[0].attributes["source"], "meta");
@@ -386,11 +433,23 @@ mod tests {
         let a = EmbeddedQueue::open(db.clone(), "a").unwrap();
         let b = EmbeddedQueue::open(db, "b").unwrap();
         a.send_batch(vec![OutMessage::new("m")]).await.unwrap();
-        let received = a.receive(1, Duration::from_secs(30), Duration::ZERO).await.unwrap();
+        let received = a
+            .receive(1, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap();
         let handle = &received[0].receipt_handle;
-        assert!(matches!(b.delete(handle).await, Err(QueueError::InvalidReceipt)));
-        assert!(matches!(a.delete("0.forged.a").await, Err(QueueError::InvalidReceipt)));
-        assert!(matches!(a.delete("garbage").await, Err(QueueError::InvalidReceipt)));
+        assert!(matches!(
+            b.delete(handle).await,
+            Err(QueueError::InvalidReceipt)
+        ));
+        assert!(matches!(
+            a.delete("0.forged.a").await,
+            Err(QueueError::InvalidReceipt)
+        ));
+        assert!(matches!(
+            a.delete("garbage").await,
+            Err(QueueError::InvalidReceipt)
+        ));
         a.delete(handle).await.unwrap();
     }
 
@@ -400,7 +459,13 @@ mod tests {
         let db = EmbeddedDb::open(dir.path()).unwrap();
         conformance::run_all(|max_receive_count| {
             let name = uuid::Uuid::new_v4().to_string();
-            let queue = EmbeddedQueue::open_with_dead_letters(db.clone(), name.clone(), format!("{name}-dlq"), max_receive_count).unwrap();
+            let queue = EmbeddedQueue::open_with_dead_letters(
+                db.clone(),
+                name.clone(),
+                format!("{name}-dlq"),
+                max_receive_count,
+            )
+            .unwrap();
             async move { queue }
         })
         .await;

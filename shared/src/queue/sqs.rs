@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
@@ -53,6 +53,19 @@ fn seconds_up(duration: Duration, max: u64) -> i32 {
     i32::try_from(seconds.min(max)).unwrap_or(i32::MAX)
 }
 
+/// The error and its sources, one short line: `dispatch failure: io error: ...: Connection
+/// refused (os error 111)`.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
 /// An SDK error that is not an expected outcome: `Invalid` when SQS blames the request,
 /// else `Unavailable` with the error's code or the transport failure.
 fn sdk_error<E>(operation: &str, error: SdkError<E>) -> QueueError
@@ -67,7 +80,7 @@ where
         (SdkError::ServiceError(_), Some(code)) => {
             QueueError::Unavailable(format!("{operation}: {code}: {message}"))
         }
-        _ => QueueError::Unavailable(format!("{operation}: {}", DisplayErrorContext(&error))),
+        _ => QueueError::Unavailable(format!("{operation}: {}", chain(&error))),
     }
 }
 

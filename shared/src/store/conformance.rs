@@ -84,7 +84,9 @@ fn assert_cancelled(result: Result<(), StoreError>, failed: &[usize], what: &str
             reported, failed,
             "{what}: the cancellation must name the operations whose condition failed"
         ),
-        other => panic!("{what}: expected TransactionCancelled {{ failed: {failed:?} }}, got {other:?}"),
+        other => {
+            panic!("{what}: expected TransactionCancelled {{ failed: {failed:?} }}, got {other:?}")
+        }
     }
 }
 
@@ -108,7 +110,11 @@ async fn all_pages(store: &dyn Store, mut q: Query) -> Vec<Item> {
                     key: item.key.clone(),
                     gsi1: item.gsi1.clone(),
                 });
-                assert_eq!(Some(cursor.clone()), last, "the cursor is the last item's position");
+                assert_eq!(
+                    Some(cursor.clone()),
+                    last,
+                    "the cursor is the last item's position"
+                );
                 q.after = Some(cursor);
             }
         }
@@ -143,7 +149,11 @@ pub async fn put_then_get_round_trips_every_field(store: &dyn Store) {
     .expiring_at(now_epoch_seconds() + 3600)
     .with_version(7);
     put(store, full.clone(), Condition::Absent).await;
-    assert_eq!(get(store, &full.key).await, Some(full), "every field round-trips");
+    assert_eq!(
+        get(store, &full.key).await,
+        Some(full),
+        "every field round-trips"
+    );
 
     let bare = Item::new(Key::new(&pk, "bare"), json!("just a string"));
     put(store, bare.clone(), Condition::Always).await;
@@ -171,7 +181,9 @@ pub async fn put_honours_conditions(store: &dyn Store) {
 
     put(store, v1.clone(), Condition::Absent).await;
     assert_condition_failed(
-        store.put(v1.clone().with_version(9), Condition::Absent).await,
+        store
+            .put(v1.clone().with_version(9), Condition::Absent)
+            .await,
         "put Absent over a live item",
     );
 
@@ -180,11 +192,17 @@ pub async fn put_honours_conditions(store: &dyn Store) {
         store.put(v2.clone(), Condition::VersionIs(5)).await,
         "put VersionIs with the wrong version",
     );
-    assert_eq!(get(store, &key).await, Some(v1), "a failed put leaves the item as it was");
+    assert_eq!(
+        get(store, &key).await,
+        Some(v1),
+        "a failed put leaves the item as it was"
+    );
     put(store, v2.clone(), Condition::VersionIs(1)).await;
     assert_eq!(get(store, &key).await, Some(v2.clone()));
     assert_condition_failed(
-        store.put(v2.clone().with_version(3), Condition::VersionIs(1)).await,
+        store
+            .put(v2.clone().with_version(3), Condition::VersionIs(1))
+            .await,
         "put VersionIs with a version that was replaced",
     );
 
@@ -202,9 +220,15 @@ pub async fn delete_honours_conditions_and_returns_the_old_item(store: &dyn Stor
     let missing = Key::new(&pk, "missing");
 
     let deleted = store.delete(&missing, Condition::Always).await;
-    assert!(matches!(deleted, Ok(None)), "delete of a missing key: {deleted:?}");
+    assert!(
+        matches!(deleted, Ok(None)),
+        "delete of a missing key: {deleted:?}"
+    );
     let deleted = store.delete(&missing, Condition::Absent).await;
-    assert!(matches!(deleted, Ok(None)), "delete Absent of a missing key: {deleted:?}");
+    assert!(
+        matches!(deleted, Ok(None)),
+        "delete Absent of a missing key: {deleted:?}"
+    );
     assert_condition_failed(
         store.delete(&missing, Condition::Present).await,
         "delete Present of a missing key",
@@ -222,20 +246,39 @@ pub async fn delete_honours_conditions_and_returns_the_old_item(store: &dyn Stor
         store.delete(&key, Condition::VersionIs(3)).await,
         "delete VersionIs with the wrong version",
     );
-    assert_eq!(get(store, &key).await, Some(stored.clone()), "a failed delete keeps the item");
+    assert_eq!(
+        get(store, &key).await,
+        Some(stored.clone()),
+        "a failed delete keeps the item"
+    );
 
     let deleted = store.delete(&key, Condition::VersionIs(4)).await;
-    assert_eq!(deleted.ok(), Some(Some(stored.clone())), "delete returns the item it removed");
+    assert_eq!(
+        deleted.ok(),
+        Some(Some(stored.clone())),
+        "delete returns the item it removed"
+    );
     assert_eq!(get(store, &key).await, None, "a deleted item is gone");
 
     put(store, stored.clone(), Condition::Absent).await;
     let deleted = store.delete(&key, Condition::Present).await;
-    assert_eq!(deleted.ok(), Some(Some(stored.clone())), "delete Present returns the old item");
+    assert_eq!(
+        deleted.ok(),
+        Some(Some(stored.clone())),
+        "delete Present returns the old item"
+    );
     put(store, stored.clone(), Condition::Absent).await;
     let deleted = store.delete(&key, Condition::Always).await;
-    assert_eq!(deleted.ok(), Some(Some(stored)), "delete Always returns the old item");
+    assert_eq!(
+        deleted.ok(),
+        Some(Some(stored)),
+        "delete Always returns the old item"
+    );
     let deleted = store.delete(&key, Condition::Always).await;
-    assert!(matches!(deleted, Ok(None)), "a second delete finds nothing: {deleted:?}");
+    assert!(
+        matches!(deleted, Ok(None)),
+        "a second delete finds nothing: {deleted:?}"
+    );
 }
 
 // ------------------------------------------------------------------ expiry
@@ -263,7 +306,11 @@ pub async fn an_expired_item_is_absent_everywhere(store: &dyn Store) {
     let page = query(store, Query::partition(&pk)).await;
     assert_eq!(page.items, vec![live.clone()], "query skips expired items");
     let page = query(store, Query::partition(&gsi).on_gsi1()).await;
-    assert_eq!(page.items, vec![live.clone()], "a gsi1 query skips expired items");
+    assert_eq!(
+        page.items,
+        vec![live.clone()],
+        "a gsi1 query skips expired items"
+    );
     let page = query(store, Query::partition(&pk).limit(1)).await;
     assert_eq!(page.items, vec![live], "expired items do not use up a page");
     assert_eq!(page.next, None, "expired items are not 'more items'");
@@ -285,26 +332,52 @@ pub async fn an_expired_item_is_absent_everywhere(store: &dyn Store) {
         "delete VersionIs of an expired item",
     );
     let deleted = store.delete(&key("b"), Condition::Always).await;
-    assert!(matches!(deleted, Ok(None)), "delete of an expired item returns None: {deleted:?}");
+    assert!(
+        matches!(deleted, Ok(None)),
+        "delete of an expired item returns None: {deleted:?}"
+    );
     let deleted = store.delete(&key("c"), Condition::Absent).await;
-    assert!(matches!(deleted, Ok(None)), "delete Absent of an expired item: {deleted:?}");
+    assert!(
+        matches!(deleted, Ok(None)),
+        "delete Absent of an expired item: {deleted:?}"
+    );
 
     let fresh = item(&pk, "a").with_version(2);
     put(store, fresh.clone(), Condition::Absent).await;
-    assert_eq!(get(store, &key("a")).await, Some(fresh), "put Absent replaces an expired item");
+    assert_eq!(
+        get(store, &key("a")).await,
+        Some(fresh),
+        "put Absent replaces an expired item"
+    );
 
     let result = store
         .transact(vec![
-            WriteOp::Check { key: key("d"), condition: Condition::Present },
-            WriteOp::Put { item: item(&pk, "e"), condition: Condition::VersionIs(1) },
+            WriteOp::Check {
+                key: key("d"),
+                condition: Condition::Present,
+            },
+            WriteOp::Put {
+                item: item(&pk, "e"),
+                condition: Condition::VersionIs(1),
+            },
         ])
         .await;
-    assert_cancelled(result, &[0, 1], "Present / VersionIs on expired items in a transaction");
+    assert_cancelled(
+        result,
+        &[0, 1],
+        "Present / VersionIs on expired items in a transaction",
+    );
     let replacement = item(&pk, "e").with_version(5);
     store
         .transact(vec![
-            WriteOp::Check { key: key("d"), condition: Condition::Absent },
-            WriteOp::Put { item: replacement.clone(), condition: Condition::Absent },
+            WriteOp::Check {
+                key: key("d"),
+                condition: Condition::Absent,
+            },
+            WriteOp::Put {
+                item: replacement.clone(),
+                condition: Condition::Absent,
+            },
         ])
         .await
         .unwrap_or_else(|error| panic!("Absent on expired items in a transaction: {error}"));
@@ -323,11 +396,17 @@ pub async fn query_applies_sort_key_conditions(store: &dyn Store) {
         (SortKey::Any, all.to_vec()),
         (SortKey::Eq("a#03".into()), vec!["a#03"]),
         (SortKey::Eq("a#0".into()), vec![]),
-        (SortKey::BeginsWith("a#".into()), vec!["a#01", "a#02", "a#03", "a#04"]),
+        (
+            SortKey::BeginsWith("a#".into()),
+            vec!["a#01", "a#02", "a#03", "a#04"],
+        ),
         (SortKey::BeginsWith("b#0".into()), vec!["b#01", "b#02"]),
         (SortKey::BeginsWith("z".into()), vec![]),
         (SortKey::BeginsWith(String::new()), all.to_vec()),
-        (SortKey::Between("a#02".into(), "b#01".into()), vec!["a#02", "a#03", "a#04", "b#01"]),
+        (
+            SortKey::Between("a#02".into(), "b#01".into()),
+            vec!["a#02", "a#03", "a#04", "b#01"],
+        ),
         (SortKey::Between("a#03".into(), "a#03".into()), vec!["a#03"]),
         (SortKey::Between("b".into(), "a".into()), vec![]),
         (SortKey::Lt("a#03".into()), vec!["a#01", "a#02"]),
@@ -338,7 +417,11 @@ pub async fn query_applies_sort_key_conditions(store: &dyn Store) {
     ];
     for (sort, expected) in cases {
         let page = query(store, Query::partition(&pk).sort(sort.clone()).limit(50)).await;
-        assert_eq!(sort_keys(&page.items), expected, "sort key condition {sort:?}");
+        assert_eq!(
+            sort_keys(&page.items),
+            expected,
+            "sort key condition {sort:?}"
+        );
         assert_eq!(page.next, None, "{sort:?}: everything fit in one page");
     }
 }
@@ -350,24 +433,58 @@ pub async fn query_walks_forward_and_backward(store: &dyn Store) {
         put(store, item(&pk, sk), Condition::Absent).await;
     }
     let forward = query(store, Query::partition(&pk)).await;
-    assert_eq!(sort_keys(&forward.items), ["01", "02", "03", "04", "05"], "forward order");
+    assert_eq!(
+        sort_keys(&forward.items),
+        ["01", "02", "03", "04", "05"],
+        "forward order"
+    );
     let backward = query(store, Query::partition(&pk).backward()).await;
-    assert_eq!(sort_keys(&backward.items), ["05", "04", "03", "02", "01"], "backward order");
+    assert_eq!(
+        sort_keys(&backward.items),
+        ["05", "04", "03", "02", "01"],
+        "backward order"
+    );
 
     let first = query(store, Query::partition(&pk).limit(2)).await;
-    assert_eq!(sort_keys(&first.items), ["01", "02"], "a forward page starts at the lowest");
-    assert!(first.next.is_some(), "a full page with more to come has a cursor");
+    assert_eq!(
+        sort_keys(&first.items),
+        ["01", "02"],
+        "a forward page starts at the lowest"
+    );
+    assert!(
+        first.next.is_some(),
+        "a full page with more to come has a cursor"
+    );
     let last = query(store, Query::partition(&pk).backward().limit(2)).await;
-    assert_eq!(sort_keys(&last.items), ["05", "04"], "a backward page starts at the highest");
-    let next = query(store, Query::partition(&pk).backward().limit(2).after(last.next)).await;
-    assert_eq!(sort_keys(&next.items), ["03", "02"], "a backward cursor continues downwards");
+    assert_eq!(
+        sort_keys(&last.items),
+        ["05", "04"],
+        "a backward page starts at the highest"
+    );
+    let next = query(
+        store,
+        Query::partition(&pk).backward().limit(2).after(last.next),
+    )
+    .await;
+    assert_eq!(
+        sort_keys(&next.items),
+        ["03", "02"],
+        "a backward cursor continues downwards"
+    );
 
     let bounded = query(
         store,
-        Query::partition(&pk).sort(SortKey::Le("03".into())).backward().limit(2),
+        Query::partition(&pk)
+            .sort(SortKey::Le("03".into()))
+            .backward()
+            .limit(2),
     )
     .await;
-    assert_eq!(sort_keys(&bounded.items), ["03", "02"], "backward with an upper bound");
+    assert_eq!(
+        sort_keys(&bounded.items),
+        ["03", "02"],
+        "backward with an upper bound"
+    );
 }
 
 pub async fn query_pages_return_every_item_exactly_once(store: &dyn Store) {
@@ -387,12 +504,20 @@ pub async fn query_pages_return_every_item_exactly_once(store: &dyn Store) {
 
     for limit in [1, 7, 25, 50] {
         let items = all_pages(store, Query::partition(&pk).limit(limit)).await;
-        assert_eq!(sort_keys(&items), expected, "forward pages of {limit}: each item once, in order");
+        assert_eq!(
+            sort_keys(&items),
+            expected,
+            "forward pages of {limit}: each item once, in order"
+        );
     }
     let mut reversed = expected.clone();
     reversed.reverse();
     let items = all_pages(store, Query::partition(&pk).backward().limit(7)).await;
-    assert_eq!(sort_keys(&items), reversed, "backward pages of 7: each item once, in order");
+    assert_eq!(
+        sort_keys(&items),
+        reversed,
+        "backward pages of 7: each item once, in order"
+    );
 
     let items = all_pages(
         store,
@@ -401,7 +526,11 @@ pub async fn query_pages_return_every_item_exactly_once(store: &dyn Store) {
             .limit(4),
     )
     .await;
-    assert_eq!(sort_keys(&items), expected[5..=16].to_vec(), "pages within a sort key range");
+    assert_eq!(
+        sort_keys(&items),
+        expected[5..=16].to_vec(),
+        "pages within a sort key range"
+    );
 }
 
 pub async fn query_on_gsi1(store: &dyn Store) {
@@ -421,7 +550,12 @@ pub async fn query_on_gsi1(store: &dyn Store) {
     }
     let (pk, _, _) = &entries[0];
     put(store, item(pk, "not-indexed"), Condition::Absent).await;
-    put(store, item(pk, "elsewhere").with_gsi1(Key::new(&other_gsi, "2024-01")), Condition::Absent).await;
+    put(
+        store,
+        item(pk, "elsewhere").with_gsi1(Key::new(&other_gsi, "2024-01")),
+        Condition::Absent,
+    )
+    .await;
 
     let gsi1_sort_keys = |items: &[Item]| -> Vec<String> {
         items
@@ -435,13 +569,32 @@ pub async fn query_on_gsi1(store: &dyn Store) {
         ["2024-01", "2024-02", "2024-02", "2024-03", "2025-01"],
         "a gsi1 query returns the index partition's items by gsi1 sort key"
     );
-    assert_eq!(page.items[0], item(&entries[1].0, "y").with_gsi1(Key::new(&gsi, "2024-01")));
+    assert_eq!(
+        page.items[0],
+        item(&entries[1].0, "y").with_gsi1(Key::new(&gsi, "2024-01"))
+    );
 
     let page = query(store, Query::partition(&gsi).on_gsi1().backward().limit(2)).await;
-    assert_eq!(gsi1_sort_keys(&page.items), ["2025-01", "2024-03"], "gsi1 backward");
-    let page = query(store, Query::partition(&gsi).on_gsi1().sort(SortKey::BeginsWith("2024-0".into()))).await;
+    assert_eq!(
+        gsi1_sort_keys(&page.items),
+        ["2025-01", "2024-03"],
+        "gsi1 backward"
+    );
+    let page = query(
+        store,
+        Query::partition(&gsi)
+            .on_gsi1()
+            .sort(SortKey::BeginsWith("2024-0".into())),
+    )
+    .await;
     assert_eq!(page.items.len(), 4, "gsi1 with a sort key condition");
-    let page = query(store, Query::partition(&gsi).on_gsi1().sort(SortKey::Lt("2024-02".into()))).await;
+    let page = query(
+        store,
+        Query::partition(&gsi)
+            .on_gsi1()
+            .sort(SortKey::Lt("2024-02".into())),
+    )
+    .await;
     assert_eq!(gsi1_sort_keys(&page.items), ["2024-01"], "gsi1 with Lt");
 
     for limit in [1, 2] {
@@ -450,9 +603,21 @@ pub async fn query_on_gsi1(store: &dyn Store) {
         keys.sort();
         keys.dedup();
         assert_eq!(items.len(), 5, "gsi1 pages of {limit} return every item");
-        assert_eq!(keys.len(), 5, "gsi1 pages of {limit} return each item once (shared sort keys too)");
-        let items = all_pages(store, Query::partition(&gsi).on_gsi1().backward().limit(limit)).await;
-        assert_eq!(items.len(), 5, "gsi1 backward pages of {limit} return every item");
+        assert_eq!(
+            keys.len(),
+            5,
+            "gsi1 pages of {limit} return each item once (shared sort keys too)"
+        );
+        let items = all_pages(
+            store,
+            Query::partition(&gsi).on_gsi1().backward().limit(limit),
+        )
+        .await;
+        assert_eq!(
+            items.len(),
+            5,
+            "gsi1 backward pages of {limit} return every item"
+        );
     }
 }
 
@@ -465,13 +630,26 @@ pub async fn a_query_never_leaves_its_partition(store: &dyn Store) {
     }
     for neighbour in &neighbours {
         for sk in ["a", "b", "c"] {
-            put(store, item(neighbour, sk).with_gsi1(Key::new(&pk, sk)), Condition::Absent).await;
+            put(
+                store,
+                item(neighbour, sk).with_gsi1(Key::new(&pk, sk)),
+                Condition::Absent,
+            )
+            .await;
         }
     }
     let page = query(store, Query::partition(&pk).limit(50)).await;
-    assert_eq!(sort_keys(&page.items), ["a", "b"], "only the queried partition's items");
+    assert_eq!(
+        sort_keys(&page.items),
+        ["a", "b"],
+        "only the queried partition's items"
+    );
     let page = query(store, Query::partition(&pk).backward().limit(50)).await;
-    assert_eq!(sort_keys(&page.items), ["b", "a"], "backward: only the queried partition");
+    assert_eq!(
+        sort_keys(&page.items),
+        ["b", "a"],
+        "backward: only the queried partition"
+    );
 
     // A cursor taken from another partition cannot move a query into it.
     let foreign = query(store, Query::partition(&neighbours[0]).limit(1)).await;
@@ -493,13 +671,26 @@ pub async fn transact_is_all_or_nothing(store: &dyn Store) {
 
     let result = store
         .transact(vec![
-            WriteOp::Put { item: item(&pk, "new"), condition: Condition::Absent },
-            WriteOp::Put { item: item(&pk, "missing"), condition: Condition::VersionIs(5) },
-            WriteOp::Delete { key: key("existing"), condition: Condition::Present },
+            WriteOp::Put {
+                item: item(&pk, "new"),
+                condition: Condition::Absent,
+            },
+            WriteOp::Put {
+                item: item(&pk, "missing"),
+                condition: Condition::VersionIs(5),
+            },
+            WriteOp::Delete {
+                key: key("existing"),
+                condition: Condition::Present,
+            },
         ])
         .await;
     assert_cancelled(result, &[1], "one failing condition");
-    assert_eq!(get(store, &key("new")).await, None, "a cancelled transaction puts nothing");
+    assert_eq!(
+        get(store, &key("new")).await,
+        None,
+        "a cancelled transaction puts nothing"
+    );
     assert_eq!(get(store, &key("missing")).await, None);
     assert_eq!(
         get(store, &key("existing")).await,
@@ -509,13 +700,26 @@ pub async fn transact_is_all_or_nothing(store: &dyn Store) {
 
     let result = store
         .transact(vec![
-            WriteOp::Check { key: key("existing"), condition: Condition::Absent },
-            WriteOp::Put { item: item(&pk, "new"), condition: Condition::Always },
-            WriteOp::Delete { key: key("existing"), condition: Condition::VersionIs(2) },
+            WriteOp::Check {
+                key: key("existing"),
+                condition: Condition::Absent,
+            },
+            WriteOp::Put {
+                item: item(&pk, "new"),
+                condition: Condition::Always,
+            },
+            WriteOp::Delete {
+                key: key("missing"),
+                condition: Condition::VersionIs(1),
+            },
         ])
         .await;
     assert_cancelled(result, &[0, 2], "two failing conditions");
-    assert_eq!(get(store, &key("new")).await, None, "a cancelled transaction puts nothing");
+    assert_eq!(
+        get(store, &key("new")).await,
+        None,
+        "a cancelled transaction puts nothing"
+    );
     assert_eq!(get(store, &key("existing")).await, Some(existing));
 }
 
@@ -533,25 +737,58 @@ pub async fn transact_mixes_puts_deletes_and_checks(store: &dyn Store) {
     let e = item(&pk, "e").with_gsi1(Key::new(partition("transact-gsi"), "e"));
     store
         .transact(vec![
-            WriteOp::Put { item: a2.clone(), condition: Condition::VersionIs(1) },
-            WriteOp::Delete { key: key("b"), condition: Condition::Present },
-            WriteOp::Check { key: key("c"), condition: Condition::Absent },
-            WriteOp::Check { key: key("d"), condition: Condition::VersionIs(3) },
-            WriteOp::Put { item: e.clone(), condition: Condition::Always },
-            WriteOp::Check { key: key("f"), condition: Condition::Always },
+            WriteOp::Put {
+                item: a2.clone(),
+                condition: Condition::VersionIs(1),
+            },
+            WriteOp::Delete {
+                key: key("b"),
+                condition: Condition::Present,
+            },
+            WriteOp::Check {
+                key: key("c"),
+                condition: Condition::Absent,
+            },
+            WriteOp::Check {
+                key: key("d"),
+                condition: Condition::VersionIs(3),
+            },
+            WriteOp::Put {
+                item: e.clone(),
+                condition: Condition::Always,
+            },
+            WriteOp::Check {
+                key: key("f"),
+                condition: Condition::Always,
+            },
         ])
         .await
         .unwrap_or_else(|error| panic!("a transaction whose conditions hold: {error}"));
-    assert_eq!(get(store, &key("a")).await, Some(a2), "the transaction's put");
-    assert_eq!(get(store, &key("b")).await, None, "the transaction's delete");
+    assert_eq!(
+        get(store, &key("a")).await,
+        Some(a2),
+        "the transaction's put"
+    );
+    assert_eq!(
+        get(store, &key("b")).await,
+        None,
+        "the transaction's delete"
+    );
     assert_eq!(get(store, &key("c")).await, None, "a check writes nothing");
-    assert_eq!(get(store, &key("d")).await, Some(d), "a check changes nothing");
+    assert_eq!(
+        get(store, &key("d")).await,
+        Some(d),
+        "a check changes nothing"
+    );
     assert_eq!(get(store, &key("e")).await, Some(e));
     assert_eq!(get(store, &key("f")).await, None, "a check writes nothing");
 
     let single = item(&pk, "single");
     store
-        .transact(vec![WriteOp::Put { item: single.clone(), condition: Condition::Absent }])
+        .transact(vec![WriteOp::Put {
+            item: single.clone(),
+            condition: Condition::Absent,
+        }])
         .await
         .unwrap_or_else(|error| panic!("a one-operation transaction: {error}"));
     assert_eq!(get(store, &key("single")).await, Some(single));
@@ -565,29 +802,62 @@ pub async fn invalid_requests_are_rejected(store: &dyn Store) {
     assert_invalid(
         store
             .transact(vec![
-                WriteOp::Put { item: item(&pk, "k"), condition: Condition::Absent },
-                WriteOp::Check { key: key.clone(), condition: Condition::Absent },
+                WriteOp::Put {
+                    item: item(&pk, "k"),
+                    condition: Condition::Absent,
+                },
+                WriteOp::Check {
+                    key: key.clone(),
+                    condition: Condition::Absent,
+                },
             ])
             .await,
         "a transaction touching one key twice",
     );
     let too_many = (0..=super::MAX_TRANSACTION_OPS)
-        .map(|n| WriteOp::Check { key: Key::new(&pk, format!("{n}")), condition: Condition::Absent })
+        .map(|n| WriteOp::Check {
+            key: Key::new(&pk, format!("{n}")),
+            condition: Condition::Absent,
+        })
         .collect();
-    assert_invalid(store.transact(too_many).await, "a transaction over the operation limit");
     assert_invalid(
-        store.transact(vec![WriteOp::Put { item: item(&pk, ""), condition: Condition::Always }]).await,
-        "a transaction putting an empty sort key",
+        store.transact(too_many).await,
+        "a transaction over the operation limit",
     );
-    assert_eq!(get(store, &key).await, None, "an invalid transaction writes nothing");
-
-    assert_invalid(store.put(item("", "k"), Condition::Always).await, "put with an empty pk");
-    assert_invalid(store.put(item(&pk, ""), Condition::Always).await, "put with an empty sk");
     assert_invalid(
         store
-            .put(item(&pk, "k").with_gsi1(Key::new(&pk, "")), Condition::Always)
+            .transact(vec![WriteOp::Put {
+                item: item(&pk, ""),
+                condition: Condition::Always,
+            }])
+            .await,
+        "a transaction putting an empty sort key",
+    );
+    assert_eq!(
+        get(store, &key).await,
+        None,
+        "an invalid transaction writes nothing"
+    );
+
+    assert_invalid(
+        store.put(item("", "k"), Condition::Always).await,
+        "put with an empty pk",
+    );
+    assert_invalid(
+        store.put(item(&pk, ""), Condition::Always).await,
+        "put with an empty sk",
+    );
+    assert_invalid(
+        store
+            .put(
+                item(&pk, "k").with_gsi1(Key::new(&pk, "")),
+                Condition::Always,
+            )
             .await,
         "put with an empty gsi1 sort key",
     );
-    assert_invalid(store.query(Query::partition(&pk).limit(0)).await, "a query with limit 0");
+    assert_invalid(
+        store.query(Query::partition(&pk).limit(0)).await,
+        "a query with limit 0",
+    );
 }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem,
@@ -188,6 +188,25 @@ fn condition_expression(condition: Condition, now: EpochSeconds) -> Option<Expre
     Some(expression)
 }
 
+/// What a request's condition-expression fields take: each None when there is nothing to
+/// send.
+fn parts(
+    expression: Option<Expression>,
+) -> (
+    Option<String>,
+    Option<HashMap<String, String>>,
+    Option<Attributes>,
+) {
+    match expression {
+        Some(expression) => (
+            Some(expression.text),
+            Some(expression.names).filter(|names| !names.is_empty()),
+            Some(expression.values).filter(|values| !values.is_empty()),
+        ),
+        None => (None, None, None),
+    }
+}
+
 /// A condition check needs an expression even when it checks nothing.
 fn check_expression(condition: Condition, now: EpochSeconds) -> Expression {
     condition_expression(condition, now).unwrap_or_else(|| {
@@ -268,6 +287,19 @@ fn start_key(query: &Query) -> StoreResult<Option<Attributes>> {
 
 // ------------------------------------------------------------------ errors
 
+/// The error and its sources, one short line: `dispatch failure: io error: ...: Connection
+/// refused (os error 111)`.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
 /// Maps an SDK error that is not an expected outcome. A ValidationException is the
 /// caller's request (an item over 400 KB, a key over its size limit): `Invalid`.
 /// Everything else is `Unavailable`, with the error's code and message or the transport
@@ -285,7 +317,7 @@ where
             "{operation}: {code}: {}",
             error.message().unwrap_or("no message")
         )),
-        _ => StoreError::Unavailable(format!("{operation}: {}", DisplayErrorContext(&error))),
+        _ => StoreError::Unavailable(format!("{operation}: {}", chain(&error))),
     }
 }
 
@@ -309,41 +341,37 @@ impl DynamoStore {
                 condition,
             } => {
                 validate_item(put)?;
-                let expression = condition_expression(*condition, now);
+                let (expression, names, values) = parts(condition_expression(*condition, now));
                 let put = Put::builder()
                     .table_name(&self.table)
                     .set_item(Some(encode(put)?))
-                    .set_condition_expression(expression.as_ref().map(|e| e.text.clone()))
-                    .set_expression_attribute_names(expression.as_ref().and_then(Expression::names))
-                    .set_expression_attribute_values(
-                        expression.as_ref().and_then(Expression::values),
-                    )
+                    .set_condition_expression(expression)
+                    .set_expression_attribute_names(names)
+                    .set_expression_attribute_values(values)
                     .build()
                     .map_err(build_error)?;
                 item.put(put).build()
             }
             WriteOp::Delete { key, condition } => {
-                let expression = condition_expression(*condition, now);
+                let (expression, names, values) = parts(condition_expression(*condition, now));
                 let delete = Delete::builder()
                     .table_name(&self.table)
                     .set_key(Some(key_attributes(key)))
-                    .set_condition_expression(expression.as_ref().map(|e| e.text.clone()))
-                    .set_expression_attribute_names(expression.as_ref().and_then(Expression::names))
-                    .set_expression_attribute_values(
-                        expression.as_ref().and_then(Expression::values),
-                    )
+                    .set_condition_expression(expression)
+                    .set_expression_attribute_names(names)
+                    .set_expression_attribute_values(values)
                     .build()
                     .map_err(build_error)?;
                 item.delete(delete).build()
             }
             WriteOp::Check { key, condition } => {
-                let expression = check_expression(*condition, now);
+                let (expression, names, values) = parts(Some(check_expression(*condition, now)));
                 let check = ConditionCheck::builder()
                     .table_name(&self.table)
                     .set_key(Some(key_attributes(key)))
-                    .condition_expression(&expression.text)
-                    .set_expression_attribute_names(expression.names())
-                    .set_expression_attribute_values(expression.values())
+                    .set_condition_expression(expression)
+                    .set_expression_attribute_names(names)
+                    .set_expression_attribute_values(values)
                     .build()
                     .map_err(build_error)?;
                 item.condition_check(check).build()
@@ -369,15 +397,16 @@ impl Store for DynamoStore {
 
     async fn put(&self, item: Item, condition: Condition) -> StoreResult<()> {
         validate_item(&item)?;
-        let expression = condition_expression(condition, now_epoch_seconds());
+        let (expression, names, values) =
+            parts(condition_expression(condition, now_epoch_seconds()));
         let request = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(encode(&item)?))
-            .set_condition_expression(expression.as_ref().map(|e| e.text.clone()))
-            .set_expression_attribute_names(expression.as_ref().and_then(Expression::names))
-            .set_expression_attribute_values(expression.as_ref().and_then(Expression::values));
+            .set_condition_expression(expression)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values);
         match observe("dynamodb", "PutItem", request.send()).await {
             Ok(_) => Ok(()),
             Err(error) if is_condition_failure(&error) => Err(StoreError::ConditionFailed),
@@ -387,16 +416,16 @@ impl Store for DynamoStore {
 
     async fn delete(&self, key: &Key, condition: Condition) -> StoreResult<Option<Item>> {
         let now = now_epoch_seconds();
-        let expression = condition_expression(condition, now);
+        let (expression, names, values) = parts(condition_expression(condition, now));
         let request = self
             .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key_attributes(key)))
             .return_values(ReturnValue::AllOld)
-            .set_condition_expression(expression.as_ref().map(|e| e.text.clone()))
-            .set_expression_attribute_names(expression.as_ref().and_then(Expression::names))
-            .set_expression_attribute_values(expression.as_ref().and_then(Expression::values));
+            .set_condition_expression(expression)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values);
         match observe("dynamodb", "DeleteItem", request.send()).await {
             Ok(output) => live(output.attributes, now),
             Err(error) if is_condition_failure(&error) => Err(StoreError::ConditionFailed),
@@ -485,10 +514,21 @@ impl Store for DynamoStore {
             .set_transact_items(Some(items));
         match observe("dynamodb", "TransactWriteItems", request.send()).await {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(service)) => match service.into_err() {
-                TransactWriteItemsError::TransactionCanceledException(cancelled) => {
-                    let failed = cancelled
-                        .cancellation_reasons()
+            Err(error) => match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    let reasons = cancelled.cancellation_reasons();
+                    // Not retryable, unlike the other reasons (conflicts, throttling).
+                    if let Some((index, invalid)) = reasons
+                        .iter()
+                        .enumerate()
+                        .find(|(_, reason)| reason.code() == Some("ValidationError"))
+                    {
+                        return Err(StoreError::Invalid(format!(
+                            "TransactWriteItems: operation {index}: {}",
+                            invalid.message().unwrap_or("validation error")
+                        )));
+                    }
+                    let failed = reasons
                         .iter()
                         .enumerate()
                         .filter(|(_, reason)| reason.code() == Some("ConditionalCheckFailed"))
@@ -496,19 +536,8 @@ impl Store for DynamoStore {
                         .collect();
                     Err(StoreError::TransactionCancelled { failed })
                 }
-                other => Err(match other.code() {
-                    Some("ValidationException") => StoreError::Invalid(format!(
-                        "TransactWriteItems: {}",
-                        other.message().unwrap_or("validation failed")
-                    )),
-                    code => StoreError::Unavailable(format!(
-                        "TransactWriteItems: {}: {}",
-                        code.unwrap_or("unknown error"),
-                        other.message().unwrap_or("no message")
-                    )),
-                }),
+                _ => Err(sdk_error("TransactWriteItems", error)),
             },
-            Err(error) => Err(sdk_error("TransactWriteItems", error)),
         }
     }
 }

@@ -71,7 +71,12 @@ fn remove(txn: &WriteTransaction, key: &Key) -> Result<(), redb::Error> {
     };
     if let Some(gsi1) = old.and_then(|old| old.gsi1) {
         let mut index = txn.open_table(GSI1)?;
-        index.remove((gsi1.pk.as_str(), gsi1.sk.as_str(), key.pk.as_str(), key.sk.as_str()))?;
+        index.remove((
+            gsi1.pk.as_str(),
+            gsi1.sk.as_str(),
+            key.pk.as_str(),
+            key.sk.as_str(),
+        ))?;
     }
     Ok(())
 }
@@ -84,14 +89,24 @@ fn insert(txn: &WriteTransaction, item: &Item) -> Result<(), redb::Error> {
         .insert((key.pk.as_str(), key.sk.as_str()), bytes.as_slice())?;
     if let Some(gsi1) = &item.gsi1 {
         txn.open_table(GSI1)?.insert(
-            (gsi1.pk.as_str(), gsi1.sk.as_str(), key.pk.as_str(), key.sk.as_str()),
+            (
+                gsi1.pk.as_str(),
+                gsi1.sk.as_str(),
+                key.pk.as_str(),
+                key.sk.as_str(),
+            ),
             (),
         )?;
     }
     Ok(())
 }
 
-fn condition_holds(txn: &WriteTransaction, key: &Key, condition: Condition, now: i64) -> Result<bool, redb::Error> {
+fn condition_holds(
+    txn: &WriteTransaction,
+    key: &Key,
+    condition: Condition,
+    now: i64,
+) -> Result<bool, redb::Error> {
     if condition == Condition::Always {
         return Ok(true);
     }
@@ -125,12 +140,22 @@ impl EmbeddedStore {
         let end: (&str, &str) = (&upper, "");
         let after = query.after.as_ref().map(|cursor| cursor.key.sk.as_str());
         let (low, high) = match (after, query.forward) {
-            (Some(sk), true) => (Bound::Excluded((query.partition.as_str(), sk)), Bound::Excluded(end)),
-            (Some(sk), false) => (Bound::Included(start), Bound::Excluded((query.partition.as_str(), sk))),
+            (Some(sk), true) => (
+                Bound::Excluded((query.partition.as_str(), sk)),
+                Bound::Excluded(end),
+            ),
+            (Some(sk), false) => (
+                Bound::Included(start),
+                Bound::Excluded((query.partition.as_str(), sk)),
+            ),
             (None, _) => (Bound::Included(start), Bound::Excluded(end)),
         };
         let range = items.range::<(&str, &str)>((low, high))?;
-        let entries: Box<dyn Iterator<Item = _>> = if query.forward { Box::new(range) } else { Box::new(range.rev()) };
+        let entries: Box<dyn Iterator<Item = _>> = if query.forward {
+            Box::new(range)
+        } else {
+            Box::new(range.rev())
+        };
         let mut page = Vec::new();
         for entry in entries {
             let (key, value) = entry?;
@@ -149,7 +174,11 @@ impl EmbeddedStore {
         Ok(finish(page, false))
     }
 
-    fn gsi1_page(txn: &redb::ReadTransaction, query: &Query, now: i64) -> Result<Page, redb::Error> {
+    fn gsi1_page(
+        txn: &redb::ReadTransaction,
+        query: &Query,
+        now: i64,
+    ) -> Result<Page, redb::Error> {
         let index = txn.open_table(GSI1)?;
         let items = txn.open_table(ITEMS)?;
         let upper = next_partition(&query.partition);
@@ -157,10 +186,14 @@ impl EmbeddedStore {
         let start = (p, "", "", "");
         let end = (upper.as_str(), "", "", "");
         let after = query.after.as_ref().and_then(|cursor| {
-            cursor
-                .gsi1
-                .as_ref()
-                .map(|gsi1| (p, gsi1.sk.as_str(), cursor.key.pk.as_str(), cursor.key.sk.as_str()))
+            cursor.gsi1.as_ref().map(|gsi1| {
+                (
+                    p,
+                    gsi1.sk.as_str(),
+                    cursor.key.pk.as_str(),
+                    cursor.key.sk.as_str(),
+                )
+            })
         });
         let (low, high) = match (after, query.forward) {
             (Some(after), true) => (Bound::Excluded(after), Bound::Excluded(end)),
@@ -168,7 +201,11 @@ impl EmbeddedStore {
             (None, _) => (Bound::Included(start), Bound::Excluded(end)),
         };
         let range = index.range::<(&str, &str, &str, &str)>((low, high))?;
-        let entries: Box<dyn Iterator<Item = _>> = if query.forward { Box::new(range) } else { Box::new(range.rev()) };
+        let entries: Box<dyn Iterator<Item = _>> = if query.forward {
+            Box::new(range)
+        } else {
+            Box::new(range.rev())
+        };
         let mut page = Vec::new();
         for entry in entries {
             let (key, _) = entry?;
@@ -240,7 +277,9 @@ impl Store for EmbeddedStore {
 
     async fn query(&self, query: Query) -> StoreResult<Page> {
         if query.limit == 0 {
-            return Err(StoreError::Invalid("a query's limit must be at least 1".into()));
+            return Err(StoreError::Invalid(
+                "a query's limit must be at least 1".into(),
+            ));
         }
         Ok(self
             .db

@@ -15,16 +15,29 @@ pub struct Metric<'a> {
 
 impl<'a> Metric<'a> {
     pub fn count(name: &'a str, value: f64) -> Self {
-        Self { name, value, unit: "Count" }
+        Self {
+            name,
+            value,
+            unit: "Count",
+        }
     }
 
     pub fn milliseconds(name: &'a str, value: f64) -> Self {
-        Self { name, value, unit: "Milliseconds" }
+        Self {
+            name,
+            value,
+            unit: "Milliseconds",
+        }
     }
 }
 
 /// The EMF line for `metrics` with `dimensions` (plus the function name, when known).
-pub fn line(timestamp_millis: i64, function: Option<&str>, dimensions: &[(&str, &str)], metrics: &[Metric]) -> String {
+pub fn line(
+    timestamp_millis: i64,
+    function: Option<&str>,
+    dimensions: &[(&str, &str)],
+    metrics: &[Metric],
+) -> String {
     let mut root = serde_json::Map::new();
     let mut dimension_names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
     if let Some(function) = function {
@@ -75,7 +88,10 @@ mod tests {
             1_700_000_000_000,
             Some("health"),
             &[("Dependency", "dynamodb")],
-            &[Metric::count("SlowCalls", 1.0), Metric::milliseconds("Latency", 120.0)],
+            &[
+                Metric::count("SlowCalls", 1.0),
+                Metric::milliseconds("Latency", 120.0),
+            ],
         );
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["SlowCalls"], 1.0);
@@ -86,7 +102,13 @@ mod tests {
         assert_eq!(aws["Timestamp"], 1_700_000_000_000i64);
         let directive = &aws["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], NAMESPACE);
-        assert_eq!(directive["Dimensions"], serde_json::json!([["Dependency", "Function"]]));
-        assert_eq!(directive["Metrics"][1], serde_json::json!({"Name": "Latency", "Unit": "Milliseconds"}));
+        assert_eq!(
+            directive["Dimensions"],
+            serde_json::json!([["Dependency", "Function"]])
+        );
+        assert_eq!(
+            directive["Metrics"][1],
+            serde_json::json!({"Name": "Latency", "Unit": "Milliseconds"})
+        );
     }
 }

@@ -30,7 +30,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut line = Map::new();
         let timestamp = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -78,11 +83,13 @@ impl Fields<'_> {
         } else {
             redact_field(field.name(), text)
         };
-        self.0.insert(field.name().into(), value.into_owned().into());
+        self.0
+            .insert(field.name().into(), value.into_owned().into());
     }
 
     fn plain(&mut self, field: &Field, value: Value) {
-        self.0.insert(field.name().into(), redact_value(field.name(), value));
+        self.0
+            .insert(field.name().into(), redact_value(field.name(), value));
     }
 }
 
@@ -140,7 +147,9 @@ mod tests {
         let subscriber = subscriber("health", EnvFilter::new(level), move || sink.clone());
         tracing::subscriber::with_default(subscriber, log);
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
     }
 
     #[derive(Debug)]
@@ -180,14 +189,21 @@ mod tests {
             let _entered = span.enter();
             tracing::warn!(refresh_token = 7, "numbers too");
         });
-        let text = lines.iter().map(|line| line.to_string()).collect::<Vec<_>>().join("\n");
+        let text = lines
+            .iter()
+            .map(|line| line.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
         for secret in [token, "opaque-but-secret", "hunter2-secret-value"] {
             assert!(!text.contains(secret), "{secret} leaked into: {text}");
         }
         assert_eq!(lines[0]["access_token"], "[REDACTED]");
         assert_eq!(lines[3]["refresh_token"], "[REDACTED]");
         assert_eq!(lines[3]["client_secret"], "[REDACTED]");
-        assert_eq!(lines[2]["grant"], "Grant { seller: 1, access_token: \"[REDACTED]\" }");
+        assert_eq!(
+            lines[2]["grant"],
+            "Grant { seller: 1, access_token: \"[REDACTED]\" }"
+        );
     }
 
     #[test]
@@ -198,5 +214,27 @@ mod tests {
         });
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0]["message"], "loud");
+    }
+
+    #[test]
+    fn slow_dependency_calls_are_warnings_naming_the_dependency() {
+        let lines = capture("info", || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let slow = tokio::time::sleep(
+                    crate::telemetry::SLOW_CALL + std::time::Duration::from_millis(20),
+                );
+                crate::telemetry::observe("dynamodb", "GetItem", slow).await;
+                crate::telemetry::observe("sqs", "SendMessage", async {}).await;
+            });
+        });
+        assert_eq!(lines.len(), 1, "only the slow call is logged: {lines:?}");
+        assert_eq!(lines[0]["level"], "WARN");
+        assert_eq!(lines[0]["dependency"], "dynamodb");
+        assert_eq!(lines[0]["operation"], "GetItem");
+        assert!(lines[0]["elapsed_ms"].as_u64().unwrap() >= 100);
     }
 }

@@ -42,7 +42,11 @@ pub fn init(function: &str) {
 }
 
 /// The logger, writing to any writer (tests capture lines with it).
-pub fn subscriber<W>(function: &str, filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
+pub fn subscriber<W>(
+    function: &str,
+    filter: EnvFilter,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -73,7 +77,11 @@ pub fn invocation_span(request_id: &str, correlation_id: &str) -> tracing::Span 
 
 /// Awaits a call to `dependency`; a call slower than [`SLOW_CALL`] is logged as a warning
 /// naming the dependency and counted in the `SlowCalls` metric.
-pub async fn observe<F: Future>(dependency: &'static str, operation: &'static str, call: F) -> F::Output {
+pub async fn observe<F: Future>(
+    dependency: &'static str,
+    operation: &'static str,
+    call: F,
+) -> F::Output {
     let started = Instant::now();
     let output = call.await;
     let elapsed = started.elapsed();

@@ -78,7 +78,14 @@ mod tests {
 
     #[test]
     fn secret_field_names_are_replaced_whole() {
-        for name in ["access_token", "refreshToken", "client_secret", "Authorization", "cookie", "code_verifier"] {
+        for name in [
+            "access_token",
+            "refreshToken",
+            "client_secret",
+            "Authorization",
+            "cookie",
+            "code_verifier",
+        ] {
             assert_eq!(redact_field(name, "anything at all"), REDACTED, "{name}");
         }
         assert_eq!(redact_field("seller_id", "123"), "123");
@@ -87,13 +94,34 @@ mod tests {
     #[test]
     fn token_shapes_are_masked_inside_text() {
         let cases = [
-            ("auth Bearer abc.def-ghi done", "auth Bearer [REDACTED] done"),
-            ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl end", "jwt [REDACTED] end"),
-            ("ml APP_USR-1234567-112233-abcdef0123456789-99 ok", "ml [REDACTED] ok"),
-            ("refresh TG-5f1c2a3b4c5d6e7f8a9b-123 ok", "refresh [REDACTED] ok"),
-            ("sig sha256=a0573f063a0beb4659e376ad26bb39dd", "sig sha256=[REDACTED]"),
-            (r#"{"refresh_token":"r-1","user":"u"}"#, r#"{"refresh_token":"[REDACTED]","user":"u"}"#),
-            ("?code_verifier=abc&state=1", "?code_verifier=[REDACTED]&state=1"),
+            (
+                "auth Bearer abc.def-ghi done",
+                "auth Bearer [REDACTED] done",
+            ),
+            (
+                "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl end",
+                "jwt [REDACTED] end",
+            ),
+            (
+                "ml APP_USR-1234567-112233-abcdef0123456789-99 ok",
+                "ml [REDACTED] ok",
+            ),
+            (
+                "refresh TG-5f1c2a3b4c5d6e7f8a9b-123 ok",
+                "refresh [REDACTED] ok",
+            ),
+            (
+                "sig sha256=a0573f063a0beb4659e376ad26bb39dd",
+                "sig sha256=[REDACTED]",
+            ),
+            (
+                r#"{"refresh_token":"r-1","user":"u"}"#,
+                r#"{"refresh_token":"[REDACTED]","user":"u"}"#,
+            ),
+            (
+                "?code_verifier=abc&state=1",
+                "?code_verifier=[REDACTED]&state=1",
+            ),
             ("client_secret = hunter2", "client_secret = [REDACTED]"),
         ];
         for (input, expected) in cases {

@@ -1,0 +1,306 @@
+//! Cold-start bench: spawns a function binary N times under the Runtime API emulator and
+//! reports init time (spawn → first GET /next), first-invocation latency, peak RSS and
+//! binary size against the budgets in DESIGN.md.
+//!
+//! ```text
+//! cargo run -p sellerhub-tests --release --bin lambda_coldstart -- <function> [runs=20] [KEY=VALUE...]
+//!     [--path /health] [--resource /health] [--method GET] [--header Name:Value]...
+//!     [--body TEXT] [--timeout-secs 10] [--debug] [--binary PATH] [--check]
+//! ```
+//!
+//! `<function>` is a workspace package (built with `cargo build -p <function> --release`,
+//! or the dev profile with `--debug`); `--binary` runs a prebuilt binary instead.
+//! `--check` exits 1 when a run failed or a budget is exceeded.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sellerhub_tests::runtime_api::{FunctionProcess, apigw_rest_event, try_function_binary};
+
+const MAX_RUNS: usize = 1000;
+const BUDGET_INIT: Duration = Duration::from_millis(20);
+const BUDGET_RSS_KIB: u64 = 30 * 1024;
+const BUDGET_BINARY_BYTES: u64 = 8 * 1024 * 1024;
+
+struct Args {
+    function: String,
+    runs: usize,
+    env: Vec<(String, String)>,
+    method: String,
+    path: String,
+    resource: Option<String>,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+    timeout: Duration,
+    release: bool,
+    binary: Option<PathBuf>,
+    check: bool,
+}
+
+const USAGE: &str = "usage: lambda_coldstart <function> [runs=20] [KEY=VALUE...] [--path /health] \
+[--resource /health] [--method GET] [--header Name:Value]... [--body TEXT] [--timeout-secs 10] \
+[--debug] [--binary PATH] [--check]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        function: String::new(),
+        runs: 20,
+        env: Vec::new(),
+        method: "GET".into(),
+        path: "/health".into(),
+        resource: None,
+        headers: Vec::new(),
+        body: None,
+        timeout: Duration::from_secs(10),
+        release: true,
+        binary: None,
+        check: false,
+    };
+    let mut positional = Vec::new();
+    let mut iter = std::env::args().skip(1);
+    while let Some(arg) = iter.next() {
+        let mut value = |flag: &str| iter.next().ok_or(format!("{flag} needs a value"));
+        match arg.as_str() {
+            "-h" | "--help" => return Err(USAGE.into()),
+            "--path" => args.path = value("--path")?,
+            "--resource" => args.resource = Some(value("--resource")?),
+            "--method" => args.method = value("--method")?,
+            "--body" => args.body = Some(value("--body")?),
+            "--header" => {
+                let header = value("--header")?;
+                let (name, val) = header
+                    .split_once(':')
+                    .ok_or(format!("--header wants Name:Value, got {header}"))?;
+                args.headers.push((name.trim().into(), val.trim().into()));
+            }
+            "--timeout-secs" => {
+                let secs: u64 = value("--timeout-secs")?
+                    .parse()
+                    .map_err(|e| format!("--timeout-secs: {e}"))?;
+                args.timeout = Duration::from_secs(secs.clamp(1, 120));
+            }
+            "--debug" => args.release = false,
+            "--binary" => args.binary = Some(PathBuf::from(value("--binary")?)),
+            "--check" => args.check = true,
+            flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}\n{USAGE}")),
+            _ => positional.push(arg),
+        }
+    }
+    let mut positional = positional.into_iter();
+    args.function = positional.next().ok_or(USAGE)?;
+    for arg in positional {
+        if let Some((key, value)) = arg.split_once('=') {
+            args.env.push((key.into(), value.into()));
+        } else if let Ok(runs) = arg.parse::<usize>() {
+            args.runs = runs.clamp(1, MAX_RUNS);
+        } else {
+            return Err(format!("unexpected argument {arg}\n{USAGE}"));
+        }
+    }
+    Ok(args)
+}
+
+fn median<T: Copy + Ord>(sorted: &[T]) -> Option<T> {
+    sorted.get(sorted.len() / 2).copied()
+}
+
+/// Nearest-rank percentile of a sorted slice.
+fn percentile<T: Copy + Ord>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok" } else { "OVER BUDGET" }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let binary = match &args.binary {
+        Some(path) => path.clone(),
+        None => match try_function_binary(&args.function, args.release) {
+            Ok(path) => path,
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let binary_size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
+    let resource = args.resource.clone().unwrap_or_else(|| args.path.clone());
+    let headers: Vec<(&str, &str)> = args
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let env: Vec<(&str, &str)> = args
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    println!(
+        "{} ({}), {} runs, {} {} (resource {}), env keys: [{}]",
+        binary.display(),
+        if args.binary.is_some() {
+            "prebuilt"
+        } else if args.release {
+            "release"
+        } else {
+            "debug"
+        },
+        args.runs,
+        args.method,
+        args.path,
+        resource,
+        args.env
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let mut inits = Vec::new();
+    let mut first_durations = Vec::new();
+    let mut first_latencies = Vec::new();
+    let mut peaks = Vec::new();
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failures = 0usize;
+    let mut first_failure: Option<String> = None;
+
+    for _ in 0..args.runs {
+        let event = apigw_rest_event(
+            &args.method,
+            &args.path,
+            &resource,
+            &headers,
+            &[],
+            args.body.as_deref(),
+        );
+        let mut function = match FunctionProcess::spawn(&binary, &env).await {
+            Ok(function) => function,
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = async {
+            let init = function.wait_ready(args.timeout).await?;
+            // wait_ready first, so the invocation's latency is the warm path only.
+            let invocation = function.invoke(event, args.timeout).await?;
+            Ok::<_, sellerhub_tests::runtime_api::HarnessError>((init, invocation))
+        }
+        .await;
+        match result {
+            Ok((init, invocation)) => {
+                inits.push(init);
+                first_durations.push(invocation.duration);
+                first_latencies.push(invocation.latency);
+                if let Some(peak) = function.peak_rss_kib() {
+                    peaks.push(peak);
+                }
+                let key = match (invocation.status_code(), invocation.error()) {
+                    (_, Some(error)) => format!(
+                        "function error {}",
+                        error.kind().or(error.error_type.as_deref()).unwrap_or("?")
+                    ),
+                    (Some(code), None) => code.to_string(),
+                    (None, None) => "no status".into(),
+                };
+                *outcomes.entry(key).or_default() += 1;
+            }
+            Err(error) => {
+                failures += 1;
+                let kind = match &error {
+                    sellerhub_tests::runtime_api::HarnessError::Timeout { .. } => "timeout",
+                    sellerhub_tests::runtime_api::HarnessError::InitError { .. } => "init error",
+                    sellerhub_tests::runtime_api::HarnessError::ProcessExited { .. } => {
+                        "process exited"
+                    }
+                    _ => "harness error",
+                };
+                *outcomes.entry(kind.into()).or_default() += 1;
+                first_failure.get_or_insert_with(|| error.to_string());
+            }
+        }
+        function.kill().await;
+    }
+
+    inits.sort();
+    first_durations.sort();
+    first_latencies.sort();
+    peaks.sort();
+
+    println!(
+        "binary size       {:.2} MiB ({binary_size} bytes) [{}; budget ≤ 8 MiB]",
+        binary_size as f64 / (1024.0 * 1024.0),
+        verdict(binary_size <= BUDGET_BINARY_BYTES)
+    );
+    let mut over_budget = binary_size > BUDGET_BINARY_BYTES;
+    if let (Some(med), Some(p90), Some(min), Some(max)) = (
+        median(&inits),
+        percentile(&inits, 90.0),
+        inits.first(),
+        inits.last(),
+    ) {
+        println!(
+            "init (spawn → first /next)  median {}  p90 {}  min {}  max {}  [{}; budget ≤ 20 ms]",
+            ms(med),
+            ms(p90),
+            ms(*min),
+            ms(*max),
+            verdict(med <= BUDGET_INIT)
+        );
+        over_budget |= med > BUDGET_INIT;
+    }
+    if let (Some(duration), Some(latency)) = (median(&first_durations), median(&first_latencies)) {
+        println!(
+            "first invocation  median {} (event handed over → response), {} (invoke → response)",
+            ms(duration),
+            ms(latency)
+        );
+    }
+    if let (Some(med), Some(max)) = (median(&peaks), peaks.last()) {
+        println!(
+            "peak RSS (VmHWM)  median {:.1} MiB  max {:.1} MiB  [{}; budget ≤ 30 MiB]",
+            med as f64 / 1024.0,
+            *max as f64 / 1024.0,
+            verdict(*max <= BUDGET_RSS_KIB)
+        );
+        over_budget |= *max > BUDGET_RSS_KIB;
+    }
+    let seen = outcomes
+        .iter()
+        .map(|(k, n)| format!("{k} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("outcomes          {seen}");
+    if let Some(failure) = &first_failure {
+        println!(
+            "{failures} of {} runs failed; the first: {failure}",
+            args.runs
+        );
+    }
+    if args.check && (failures > 0 || over_budget) {
+        return ExitCode::FAILURE;
+    }
+    if failures == args.runs {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,103 @@
+//! Starts the local runner binary (`local`) on an ephemeral loopback port, for tests that
+//! talk to it over real HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::runtime_api::function_binary;
+
+pub struct LocalRunner {
+    child: Child,
+    pub base_url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl LocalRunner {
+    /// Starts `local` with its data in `data_dir`, on a free port, and waits until it
+    /// listens. `env` adds or overrides variables.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> LocalRunner {
+        let binary = function_binary("local", false);
+        let mut command = Command::new(binary);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATA_DIR", data_dir)
+            .env("PORT", "0")
+            .env("LOG_LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn the local runner");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
+                    && value["message"] == "listening"
+                    && let Some(address) = value["address"].as_str()
+                {
+                    let _ = address_tx.send(address.to_owned());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let address = match address_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the local runner did not start listening; its log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        LocalRunner {
+            child,
+            base_url: format!("http://{address}"),
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the local runner") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the local runner did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for LocalRunner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

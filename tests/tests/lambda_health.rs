@@ -1,0 +1,116 @@
+//! The `health` Lambda binary, as Lambda runs it: started under a Runtime API emulator,
+//! fed a real API Gateway REST proxy event, its DynamoDB and SQS on moto.
+
+use std::time::Duration;
+
+use sellerhub_tests::moto;
+use sellerhub_tests::runtime_api::{FunctionProcess, apigw_rest_event, function_binary};
+
+fn health_event() -> serde_json::Value {
+    apigw_rest_event(
+        "GET",
+        "/health",
+        "/health",
+        &[("accept", "application/json")],
+        &[],
+        None,
+    )
+}
+
+#[tokio::test]
+async fn answers_an_api_gateway_event_with_every_check_ok() {
+    let table = moto::create_table().await;
+    let (queue_url, dlq_url) = moto::create_queues(5).await;
+    let endpoint = moto::endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_SESSION_TOKEN", "test"),
+        ("TABLE_NAME", table.as_str()),
+        ("WEBHOOK_QUEUE_URL", queue_url.as_str()),
+        ("WEBHOOK_DLQ_URL", dlq_url.as_str()),
+        ("LOG_LEVEL", "info"),
+    ];
+    let mut function = FunctionProcess::spawn(function_binary("health", false), &env)
+        .await
+        .unwrap();
+
+    let first = function
+        .invoke(health_event(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.status_code(),
+        Some(200),
+        "{first:?}\n{}",
+        function.output()
+    );
+    let body = first.body_json().expect("a JSON body");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["checks"]["store"]["status"], "ok");
+    assert_eq!(body["checks"]["queue"]["status"], "ok");
+    assert_eq!(body["checks"]["queue"]["dead_letters"], 0);
+    assert!(first.header("x-request-id").is_some());
+
+    // Warm: the same process answers again.
+    let second = function
+        .invoke(health_event(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(second.status_code(), Some(200));
+
+    let init = function.init_duration().expect("init was timed");
+    let logs = function.stdout();
+    assert!(logs.contains("\"cold_start\":true"), "{logs}");
+    assert!(logs.contains("\"function\":\"health\""), "{logs}");
+    println!(
+        "health init {init:?}, peak RSS {:?} KiB",
+        function.peak_rss_kib()
+    );
+}
+
+#[tokio::test]
+async fn reports_503_when_its_table_is_missing() {
+    let (queue_url, dlq_url) = moto::create_queues(5).await;
+    let endpoint = moto::endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("TABLE_NAME", "no-such-table"),
+        ("WEBHOOK_QUEUE_URL", queue_url.as_str()),
+        ("WEBHOOK_DLQ_URL", dlq_url.as_str()),
+    ];
+    let mut function = FunctionProcess::spawn(function_binary("health", false), &env)
+        .await
+        .unwrap();
+    let invocation = function
+        .invoke(health_event(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(invocation.status_code(), Some(503));
+    let body = invocation.body_json().unwrap();
+    assert_eq!(body["checks"]["store"]["status"], "unhealthy");
+    assert_eq!(body["checks"]["store"]["reason"], "unreachable");
+    assert_eq!(body["checks"]["queue"]["status"], "ok");
+}
+
+#[tokio::test]
+async fn a_missing_variable_fails_init_naming_it() {
+    let mut function = FunctionProcess::spawn(
+        function_binary("health", false),
+        &[("AWS_REGION", "us-east-1")],
+    )
+    .await
+    .unwrap();
+    let outcome = function
+        .invoke(health_event(), Duration::from_secs(10))
+        .await;
+    assert!(
+        outcome.is_err(),
+        "a function without TABLE_NAME must not answer: {outcome:?}"
+    );
+    let output = function.output();
+    assert!(output.contains("TABLE_NAME is not set"), "{output}");
+}
