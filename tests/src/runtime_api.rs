@@ -836,7 +836,11 @@ impl FunctionProcess {
         binary: impl AsRef<Path>,
         env: &[(&str, &str)],
     ) -> Result<Self, HarnessError> {
-        let binary = binary.as_ref().to_path_buf();
+        // Absolute, as the child runs in the task root (its own directory).
+        let binary = std::fs::canonicalize(binary.as_ref()).map_err(|source| HarnessError::Io {
+            context: format!("locating {}", binary.as_ref().display()),
+            source,
+        })?;
         let file_name = binary
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

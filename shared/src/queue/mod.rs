@@ -118,7 +118,10 @@ pub trait Queue: Send + Sync {
     fn dead_letters(&self) -> Option<&dyn Queue>;
 }
 
-/// Checks what SQS rejects, before any I/O.
+/// The most message attributes SQS takes per message.
+pub const MAX_ATTRIBUTES: usize = 10;
+
+/// Checks what SQS rejects, before any I/O, so the embedded queue refuses it too.
 pub(crate) fn validate_batch(messages: &[OutMessage]) -> QueueResult<()> {
     if messages.is_empty() || messages.len() > MAX_BATCH {
         return Err(QueueError::Invalid(format!(
@@ -126,9 +129,21 @@ pub(crate) fn validate_batch(messages: &[OutMessage]) -> QueueResult<()> {
             messages.len()
         )));
     }
+    let mut batch_size = 0;
     for (index, message) in messages.iter().enumerate() {
+        let invalid = |reason: String| QueueError::Invalid(format!("message {index}: {reason}"));
         if message.body.is_empty() {
-            return Err(QueueError::Invalid(format!("message {index}: empty body")));
+            return Err(invalid("empty body".into()));
+        }
+        if message.attributes.len() > MAX_ATTRIBUTES {
+            return Err(invalid(format!("more than {MAX_ATTRIBUTES} attributes")));
+        }
+        for (name, value) in &message.attributes {
+            validate_attribute_name(name)
+                .map_err(|reason| invalid(format!("attribute {name:?}: {reason}")))?;
+            if value.is_empty() {
+                return Err(invalid(format!("attribute {name:?}: empty value")));
+            }
         }
         let size = message.body.len()
             + message
@@ -137,18 +152,41 @@ pub(crate) fn validate_batch(messages: &[OutMessage]) -> QueueResult<()> {
                 .map(|(name, value)| name.len() + value.len() + "String".len())
                 .sum::<usize>();
         if size > MAX_BODY_BYTES {
-            return Err(QueueError::Invalid(format!(
-                "message {index}: {size} bytes, over {MAX_BODY_BYTES}"
-            )));
+            return Err(invalid(format!("{size} bytes, over {MAX_BODY_BYTES}")));
         }
+        batch_size += size;
         if message.delay_seconds > MAX_DELAY_SECONDS {
-            return Err(QueueError::Invalid(format!(
-                "message {index}: delay {} s, over {MAX_DELAY_SECONDS}",
+            return Err(invalid(format!(
+                "delay {} s, over {MAX_DELAY_SECONDS}",
                 message.delay_seconds
             )));
         }
     }
+    if batch_size > MAX_BODY_BYTES {
+        return Err(QueueError::Invalid(format!(
+            "the batch holds {batch_size} bytes, over {MAX_BODY_BYTES}"
+        )));
+    }
     Ok(())
+}
+
+/// SQS's rules for a message attribute name.
+fn validate_attribute_name(name: &str) -> Result<(), &'static str> {
+    let lower = name.to_ascii_lowercase();
+    if name.is_empty() || name.len() > 256 {
+        Err("names are 1 to 256 characters")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        Err("names hold only letters, digits, '_', '-' and '.'")
+    } else if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
+        Err("names cannot start or end with '.' nor hold '..'")
+    } else if lower.starts_with("aws.") || lower.starts_with("amazon.") {
+        Err("names cannot start with AWS. or Amazon.")
+    } else {
+        Ok(())
+    }
 }
 
 pub(crate) fn validate_receive_max(max: usize) -> QueueResult<()> {
@@ -158,5 +196,37 @@ pub(crate) fn validate_receive_max(max: usize) -> QueueResult<()> {
         Err(QueueError::Invalid(format!(
             "receive takes 1 to {MAX_BATCH} messages, not {max}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_refused_as_sqs_would_refuse_them() {
+        let ok = || OutMessage::new("body").attribute("source", "meta");
+        assert!(validate_batch(&[ok()]).is_ok());
+        let refused = [
+            vec![],
+            vec![ok(); 11],
+            vec![OutMessage::new("")],
+            vec![ok().attribute("empty", "")],
+            vec![ok().attribute("has space", "v")],
+            vec![ok().attribute("AWS.reserved", "v")],
+            vec![ok().attribute("a..b", "v")],
+            vec![(0..11).fold(OutMessage::new("b"), |m, n| {
+                m.attribute(format!("a{n}"), "v")
+            })],
+            vec![ok().delayed(901)],
+            vec![OutMessage::new("x".repeat(MAX_BODY_BYTES + 1))],
+            vec![OutMessage::new("x".repeat(MAX_BODY_BYTES / 2)); 3],
+        ];
+        for batch in refused {
+            assert!(
+                matches!(validate_batch(&batch), Err(QueueError::Invalid(_))),
+                "{batch:?}"
+            );
+        }
     }
 }

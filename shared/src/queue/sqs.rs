@@ -16,7 +16,7 @@ use super::{
     OutMessage, Queue, QueueError, QueueResult, QueueStats, ReceivedMessage, validate_batch,
     validate_receive_max,
 };
-use crate::telemetry::observe;
+use crate::telemetry::{observe, observe_waiting};
 
 /// SQS's limits on ReceiveMessage's timing parameters; longer values are clamped.
 const MAX_VISIBILITY_TIMEOUT_SECONDS: u64 = 12 * 60 * 60;
@@ -255,7 +255,7 @@ impl Queue for SqsQueue {
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp);
-        let output = observe("sqs", "ReceiveMessage", request.send())
+        let output = observe_waiting("sqs", "ReceiveMessage", wait, request.send())
             .await
             .map_err(|error| sdk_error("ReceiveMessage", error))?;
         output

@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{
 
 use super::{
     Condition, Cursor, EpochSeconds, Index, Item, Key, Page, Query, SortKey, Store, StoreError,
-    StoreResult, WriteOp, now_epoch_seconds, validate_item, validate_transaction,
+    StoreResult, WriteOp, now_epoch_seconds, validate_item, validate_query, validate_transaction,
 };
 use crate::telemetry::observe;
 
@@ -434,11 +434,7 @@ impl Store for DynamoStore {
     }
 
     async fn query(&self, query: Query) -> StoreResult<Page> {
-        if query.limit == 0 {
-            return Err(StoreError::Invalid(
-                "a query's limit must be at least 1".into(),
-            ));
-        }
+        validate_query(&query)?;
         let empty = Page {
             items: Vec::new(),
             next: None,

@@ -8,7 +8,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{
     Condition, Cursor, Index, Item, Key, Page, Query, Store, StoreError, StoreResult, WriteOp,
-    now_epoch_seconds, validate_item, validate_transaction,
+    now_epoch_seconds, validate_item, validate_query, validate_transaction,
 };
 use crate::embedded_db::{EmbeddedDb, EmbeddedError};
 
@@ -276,11 +276,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn query(&self, query: Query) -> StoreResult<Page> {
-        if query.limit == 0 {
-            return Err(StoreError::Invalid(
-                "a query's limit must be at least 1".into(),
-            ));
-        }
+        validate_query(&query)?;
         Ok(self
             .db
             .read(move |txn| {

@@ -291,6 +291,25 @@ pub(crate) fn validate_transaction(ops: &[WriteOp]) -> StoreResult<()> {
     Ok(())
 }
 
+pub(crate) fn validate_query(query: &Query) -> StoreResult<()> {
+    if query.limit == 0 {
+        return Err(StoreError::Invalid(
+            "a query's limit must be at least 1".into(),
+        ));
+    }
+    if query.index == Index::Gsi1
+        && query
+            .after
+            .as_ref()
+            .is_some_and(|cursor| cursor.gsi1.is_none())
+    {
+        return Err(StoreError::Invalid(
+            "a gsi1 query's cursor must hold a gsi1 key".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn validate_item(item: &Item) -> StoreResult<()> {
     let mut parts = vec![&item.key.pk, &item.key.sk];
     if let Some(gsi1) = &item.gsi1 {

@@ -82,10 +82,21 @@ pub async fn observe<F: Future>(
     operation: &'static str,
     call: F,
 ) -> F::Output {
+    observe_waiting(dependency, operation, Duration::ZERO, call).await
+}
+
+/// [`observe`] for a call that waits on purpose (a long poll) up to `expected_wait`: only
+/// time past that wait counts as slow.
+pub async fn observe_waiting<F: Future>(
+    dependency: &'static str,
+    operation: &'static str,
+    expected_wait: Duration,
+    call: F,
+) -> F::Output {
     let started = Instant::now();
     let output = call.await;
     let elapsed = started.elapsed();
-    if elapsed > SLOW_CALL {
+    if elapsed > expected_wait + SLOW_CALL {
         let elapsed_ms = elapsed.as_millis() as u64;
         tracing::warn!(dependency, operation, elapsed_ms, "slow dependency call");
         emf::emit(
