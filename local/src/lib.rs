@@ -1,6 +1,7 @@
 //! The embedded default: every function of the route table served by one process on
 //! 127.0.0.1, with the embedded store and queue unless configured otherwise.
 
+mod adapters;
 mod convert;
 mod functions;
 
@@ -9,7 +10,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{MethodFilter, on};
-use shared::adapters::Adapters;
 use shared::config::Config;
 use shared::http::ApiError;
 use shared::routes::ROUTES;
@@ -46,7 +46,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let adapters = Adapters::build(config).await?;
+    let adapters = adapters::build(config).await?;
     let functions = Arc::new(Functions::new(config, &adapters));
     let app = router(functions).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), "listening");

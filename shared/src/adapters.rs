@@ -1,21 +1,14 @@
-//! Builds the adapters a configuration names, once, at init.
+//! The adapters a Lambda function uses, built once at init: DynamoDB and SQS. (The local
+//! runner builds its own mix of embedded and AWS adapters, so Lambda binaries never link
+//! the embedded database.)
 
 use std::sync::Arc;
 
-use tokio::sync::OnceCell;
-
-use crate::config::{Config, QueueBackend, StoreBackend};
-use crate::embedded_db::{EmbeddedDb, EmbeddedError};
+use crate::config::{Config, ConfigError, QueueBackend, StoreBackend};
 use crate::queue::Queue;
-use crate::queue::embedded::EmbeddedQueue;
 use crate::queue::sqs::SqsQueue;
 use crate::store::Store;
 use crate::store::dynamodb::DynamoStore;
-use crate::store::embedded::EmbeddedStore;
-
-/// The embedded queue names: what WEBHOOK_QUEUE_URL / WEBHOOK_DLQ_URL name in AWS.
-pub const WEBHOOK_QUEUE: &str = "webhooks";
-pub const WEBHOOK_DEAD_LETTER_QUEUE: &str = "webhooks-dlq";
 
 #[derive(Clone)]
 pub struct Adapters {
@@ -24,49 +17,39 @@ pub struct Adapters {
 }
 
 impl Adapters {
-    /// Builds each adapter the configuration names; the AWS SDK configuration and the
-    /// embedded database are made once, and only if some adapter uses them.
-    pub async fn build(config: &Config) -> Result<Self, EmbeddedError> {
-        let sdk = OnceCell::new();
-        let aws = || sdk.get_or_init(crate::aws::sdk_config);
-        let mut embedded: Option<EmbeddedDb> = None;
-        let mut embedded_db = || -> Result<EmbeddedDb, EmbeddedError> {
-            if let Some(db) = &embedded {
-                return Ok(db.clone());
-            }
-            let db = EmbeddedDb::open(&config.data_dir)?;
-            embedded = Some(db.clone());
-            Ok(db)
+    pub async fn aws(config: &Config) -> Result<Self, ConfigError> {
+        let StoreBackend::DynamoDb { table } = &config.store else {
+            return Err(ConfigError::Invalid {
+                name: "STORE_BACKEND",
+                reason: "a Lambda function stores in DynamoDB".into(),
+            });
         };
-
-        let store: Arc<dyn Store> = match &config.store {
-            StoreBackend::DynamoDb { table } => Arc::new(DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(aws().await),
-                table,
-            )),
-            StoreBackend::Embedded => Arc::new(EmbeddedStore::open(embedded_db()?)?),
+        let QueueBackend::Sqs {
+            queue_url,
+            dead_letter_url,
+        } = &config.queue
+        else {
+            return Err(ConfigError::Invalid {
+                name: "QUEUE_BACKEND",
+                reason: "a Lambda function queues in SQS".into(),
+            });
         };
-        let webhook_queue: Arc<dyn Queue> = match &config.queue {
-            QueueBackend::Sqs {
-                queue_url,
-                dead_letter_url,
-            } => Arc::new(SqsQueue::new(
-                aws_sdk_sqs::Client::new(aws().await),
-                queue_url,
-                dead_letter_url.clone(),
-            )),
-            QueueBackend::Embedded { max_receive_count } => {
-                Arc::new(EmbeddedQueue::open_with_dead_letters(
-                    embedded_db()?,
-                    WEBHOOK_QUEUE,
-                    WEBHOOK_DEAD_LETTER_QUEUE,
-                    *max_receive_count,
-                )?)
-            }
-        };
+        let sdk = crate::aws::sdk_config().await;
         Ok(Self {
-            store,
-            webhook_queue,
+            store: Arc::new(dynamo_store(&sdk, table)),
+            webhook_queue: Arc::new(sqs_queue(&sdk, queue_url, dead_letter_url.clone())),
         })
     }
+}
+
+pub fn dynamo_store(sdk: &aws_config::SdkConfig, table: &str) -> DynamoStore {
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table)
+}
+
+pub fn sqs_queue(
+    sdk: &aws_config::SdkConfig,
+    queue_url: &str,
+    dead_letter_url: Option<String>,
+) -> SqsQueue {
+    SqsQueue::new(aws_sdk_sqs::Client::new(sdk), queue_url, dead_letter_url)
 }

@@ -192,22 +192,22 @@ impl Config {
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let vars = Vars(var);
-        let default_backends = match profile {
+        // A Lambda function always uses the AWS services; the local runner chooses.
+        let (store_backend, queue_backend) = match profile {
             Profile::Lambda => ("dynamodb", "sqs"),
-            Profile::Local => ("embedded", "embedded"),
+            Profile::Local => (
+                vars.choice("STORE_BACKEND", "embedded", &["embedded", "dynamodb"])?,
+                vars.choice("QUEUE_BACKEND", "embedded", &["embedded", "sqs"])?,
+            ),
         };
 
-        let store = match vars.choice(
-            "STORE_BACKEND",
-            default_backends.0,
-            &["embedded", "dynamodb"],
-        )? {
+        let store = match store_backend {
             "dynamodb" => StoreBackend::DynamoDb {
                 table: vars.required("TABLE_NAME")?,
             },
             _ => StoreBackend::Embedded,
         };
-        let queue = match vars.choice("QUEUE_BACKEND", default_backends.1, &["embedded", "sqs"])? {
+        let queue = match queue_backend {
             "sqs" => QueueBackend::Sqs {
                 queue_url: vars.required("WEBHOOK_QUEUE_URL")?,
                 dead_letter_url: vars.text("WEBHOOK_DLQ_URL"),
@@ -335,6 +335,22 @@ mod tests {
             }
         );
         assert!(config.uses_aws());
+    }
+
+    #[test]
+    fn a_lambda_function_cannot_be_switched_to_the_embedded_adapters() {
+        let config = config(
+            Profile::Lambda,
+            &[
+                ("STORE_BACKEND", "embedded"),
+                ("QUEUE_BACKEND", "embedded"),
+                ("TABLE_NAME", "t"),
+                ("WEBHOOK_QUEUE_URL", "q"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.store, StoreBackend::DynamoDb { table: "t".into() });
+        assert!(matches!(config.queue, QueueBackend::Sqs { .. }));
     }
 
     #[test]

@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use sellerhub_tests::local_runner::LocalRunner;
-use shared::adapters::{WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_QUEUE};
 use shared::embedded_db::EmbeddedDb;
-use shared::queue::embedded::EmbeddedQueue;
+use shared::queue::embedded::{EmbeddedQueue, WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_QUEUE};
 use shared::queue::{OutMessage, Queue};
 
 async fn get(url: &str) -> (u16, String, serde_json::Value) {

@@ -13,7 +13,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::load(Profile::Lambda)
         .await
         .inspect_err(shared::lambda::log_init_error)?;
-    let adapters = Adapters::build(&config)
+    let adapters = Adapters::aws(&config)
         .await
         .inspect_err(shared::lambda::log_init_error)?;
     let health = Arc::new(Health::new(

@@ -20,6 +20,11 @@ use super::{
 };
 use crate::embedded_db::{EmbeddedDb, EmbeddedError};
 
+/// The local runner's webhook queue and its dead-letter queue (what WEBHOOK_QUEUE_URL and
+/// WEBHOOK_DLQ_URL name in AWS).
+pub const WEBHOOK_QUEUE: &str = "webhooks";
+pub const WEBHOOK_DEAD_LETTER_QUEUE: &str = "webhooks-dlq";
+
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_messages");
 const NEXT_SEQUENCE: TableDefinition<&str, u64> = TableDefinition::new("queue_next_sequence");
 

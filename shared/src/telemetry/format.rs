@@ -124,8 +124,6 @@ mod tests {
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
-    use tracing_subscriber::EnvFilter;
-
     use crate::telemetry::{invocation_span, subscriber};
 
     #[derive(Clone, Default)]
@@ -144,7 +142,7 @@ mod tests {
     fn capture(level: &str, log: impl FnOnce()) -> Vec<serde_json::Value> {
         let captured = Captured::default();
         let sink = captured.clone();
-        let subscriber = subscriber("health", EnvFilter::new(level), move || sink.clone());
+        let subscriber = subscriber("health", level.parse().unwrap(), move || sink.clone());
         tracing::subscriber::with_default(subscriber, log);
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         text.lines()

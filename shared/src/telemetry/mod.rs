@@ -11,8 +11,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
 
 pub use format::JsonLines;
 
@@ -20,8 +21,9 @@ pub use format::JsonLines;
 pub const SLOW_CALL: Duration = Duration::from_millis(100);
 
 /// The log filter: LOG_LEVEL, else Lambda's AWS_LAMBDA_LOG_LEVEL, else `info`.
-/// Accepts a level (`debug`) or a full filter (`info,shared=debug`).
-pub fn log_filter(log_level: Option<&str>, lambda_log_level: Option<&str>) -> EnvFilter {
+/// Accepts a level (`debug`) or per-target levels (`info,shared=debug`); anything else
+/// falls back to `info`.
+pub fn log_filter(log_level: Option<&str>, lambda_log_level: Option<&str>) -> Targets {
     let wanted = log_level
         .or(lambda_log_level)
         .map(|level| match level.trim().to_ascii_lowercase().as_str() {
@@ -29,7 +31,15 @@ pub fn log_filter(log_level: Option<&str>, lambda_log_level: Option<&str>) -> En
             other => other.to_owned(),
         })
         .unwrap_or_else(|| "info".to_owned());
-    EnvFilter::try_new(&wanted).unwrap_or_else(|_| EnvFilter::new("info"))
+    // A bare word is a level; `Targets` would take it as a target name and log nothing.
+    let bare_words_are_levels = wanted
+        .split(',')
+        .filter(|directive| !directive.contains('='))
+        .all(|level| level.trim().parse::<LevelFilter>().is_ok());
+    match wanted.parse() {
+        Ok(targets) if bare_words_are_levels => targets,
+        _ => Targets::new().with_default(LevelFilter::INFO),
+    }
 }
 
 /// Installs the JSON logger for this process, writing to stdout. Call once, at init.
@@ -44,18 +54,19 @@ pub fn init(function: &str) {
 /// The logger, writing to any writer (tests capture lines with it).
 pub fn subscriber<W>(
     function: &str,
-    filter: EnvFilter,
+    filter: Targets,
     writer: W,
 ) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::Level::TRACE)
         .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
         .event_format(JsonLines::new(function))
         .with_writer(writer)
         .finish()
+        .with(filter)
 }
 
 static WARM: AtomicBool = AtomicBool::new(false);
@@ -105,4 +116,34 @@ pub async fn observe_waiting<F: Future>(
         );
     }
     output
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::filter::LevelFilter;
+
+    use super::log_filter;
+
+    #[test]
+    fn the_level_comes_from_log_level_then_lambda_then_info() {
+        let enabled = |filter: &tracing_subscriber::filter::Targets, target: &str, level: Level| {
+            filter.would_enable(target, &level)
+        };
+        let filter = log_filter(Some("debug"), Some("ERROR"));
+        assert!(enabled(&filter, "shared", Level::DEBUG));
+        let filter = log_filter(None, Some("FATAL"));
+        assert!(
+            enabled(&filter, "shared", Level::ERROR) && !enabled(&filter, "shared", Level::WARN)
+        );
+        let filter = log_filter(None, None);
+        assert!(
+            enabled(&filter, "shared", Level::INFO) && !enabled(&filter, "shared", Level::DEBUG)
+        );
+        let filter = log_filter(Some("warn,shared::store=trace"), None);
+        assert!(enabled(&filter, "shared::store::dynamodb", Level::TRACE));
+        assert!(!enabled(&filter, "local", Level::INFO));
+        let filter = log_filter(Some("loud!!"), None);
+        assert_eq!(filter.default_level(), Some(LevelFilter::INFO));
+    }
 }
