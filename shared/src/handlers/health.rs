@@ -184,3 +184,170 @@ async fn timed<F: std::future::Future>(check: F) -> (f64, Option<F::Output>) {
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
     (latency_ms, outcome)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::embedded_db::EmbeddedDb;
+    use crate::queue::OutMessage;
+    use crate::queue::embedded::EmbeddedQueue;
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::{Condition, Item, Page, Query, StoreError, StoreResult, WriteOp};
+
+    /// A store whose reads are counted, and fail while `down` is set.
+    struct ProbedStore {
+        inner: EmbeddedStore,
+        reads: AtomicUsize,
+        down: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for ProbedStore {
+        async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            if self.down {
+                return Err(StoreError::Unavailable(
+                    "connection refused to 10.1.2.3:443".into(),
+                ));
+            }
+            self.inner.get(key).await
+        }
+        async fn put(&self, item: Item, condition: Condition) -> StoreResult<()> {
+            self.inner.put(item, condition).await
+        }
+        async fn delete(&self, key: &Key, condition: Condition) -> StoreResult<Option<Item>> {
+            self.inner.delete(key, condition).await
+        }
+        async fn query(&self, query: Query) -> StoreResult<Page> {
+            self.inner.query(query).await
+        }
+        async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
+            self.inner.transact(ops).await
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<ProbedStore>,
+        queue: Arc<EmbeddedQueue>,
+    }
+
+    fn fixture(down: bool) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedDb::open(dir.path()).unwrap();
+        let store = Arc::new(ProbedStore {
+            inner: EmbeddedStore::open(db.clone()).unwrap(),
+            reads: AtomicUsize::new(0),
+            down,
+        });
+        let queue = Arc::new(EmbeddedQueue::open_with_dead_letters(db, "q", "q-dlq", 5).unwrap());
+        Fixture {
+            _dir: dir,
+            store,
+            queue,
+        }
+    }
+
+    fn settings(cache_for: Duration, max_waiting: u64) -> HealthSettings {
+        HealthSettings {
+            cache_for,
+            max_waiting,
+            max_dead_letters: 100,
+        }
+    }
+
+    async fn get(health: &Health) -> (StatusCode, serde_json::Value) {
+        let request = http::Request::builder()
+            .uri("/health")
+            .body(Body::Empty)
+            .unwrap();
+        let response = health.handle(request).await.unwrap();
+        let body = serde_json::from_slice(response.body().as_ref()).unwrap();
+        (response.status(), body)
+    }
+
+    #[tokio::test]
+    async fn healthy_dependencies_answer_200_with_their_latency() {
+        let f = fixture(false);
+        let health = Health::new(
+            f.store.clone(),
+            f.queue.clone(),
+            settings(Duration::ZERO, 1000),
+            "1.2.3",
+        );
+        let (status, body) = get(&health).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["version"], "1.2.3");
+        assert!(body["checks"]["store"]["latency_ms"].as_f64().is_some());
+        assert_eq!(body["checks"]["queue"]["visible"], 0);
+        assert_eq!(body["checks"]["queue"]["dead_letters"], 0);
+    }
+
+    #[tokio::test]
+    async fn a_failing_dependency_answers_503_without_its_internals() {
+        let f = fixture(true);
+        let health = Health::new(
+            f.store.clone(),
+            f.queue.clone(),
+            settings(Duration::ZERO, 1000),
+            "1",
+        );
+        let (status, body) = get(&health).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "unhealthy");
+        assert_eq!(body["checks"]["store"]["status"], "unhealthy");
+        assert_eq!(body["checks"]["store"]["reason"], "unreachable");
+        assert_eq!(body["checks"]["queue"]["status"], "ok");
+        assert!(!body.to_string().contains("10.1.2.3"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_backlog_makes_the_queue_unhealthy() {
+        let f = fixture(false);
+        let messages = (0..3).map(|n| OutMessage::new(format!("m{n}"))).collect();
+        f.queue.send_batch(messages).await.unwrap();
+        let health = Health::new(
+            f.store.clone(),
+            f.queue.clone(),
+            settings(Duration::ZERO, 3),
+            "1",
+        );
+        let (status, body) = get(&health).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["checks"]["queue"]["reason"], "backlog");
+        assert_eq!(body["checks"]["queue"]["visible"], 3);
+    }
+
+    #[tokio::test]
+    async fn results_are_cached_for_the_configured_time() {
+        let f = fixture(false);
+        let cached = Health::new(
+            f.store.clone(),
+            f.queue.clone(),
+            settings(Duration::from_secs(60), 1000),
+            "1",
+        );
+        for _ in 0..3 {
+            assert_eq!(get(&cached).await.0, StatusCode::OK);
+        }
+        assert_eq!(
+            f.store.reads.load(Ordering::SeqCst),
+            1,
+            "one probe serves the cache time"
+        );
+
+        let uncached = Health::new(
+            f.store.clone(),
+            f.queue.clone(),
+            settings(Duration::ZERO, 1000),
+            "1",
+        );
+        for _ in 0..3 {
+            get(&uncached).await;
+        }
+        assert_eq!(f.store.reads.load(Ordering::SeqCst), 4);
+    }
+}

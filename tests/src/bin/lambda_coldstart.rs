@@ -5,12 +5,14 @@
 //! ```text
 //! cargo run -p sellerhub-tests --release --bin lambda_coldstart -- <function> [runs=20] [KEY=VALUE...]
 //!     [--path /health] [--resource /health] [--method GET] [--header Name:Value]...
-//!     [--body TEXT] [--timeout-secs 10] [--debug] [--binary PATH] [--check]
+//!     [--body TEXT] [--timeout-secs 10] [--debug] [--binary PATH] [--check] [--moto]
 //! ```
 //!
 //! `<function>` is a workspace package (built with `cargo build -p <function> --release`,
 //! or the dev profile with `--debug`); `--binary` runs a prebuilt binary instead.
-//! `--check` exits 1 when a run failed or a budget is exceeded.
+//! `--check` exits 1 when a run failed or a budget is exceeded. `--moto` creates a table
+//! and the webhook queues on moto (MOTO_ENDPOINT) and hands them to the function, as
+//! template.yaml does in AWS.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,11 +39,12 @@ struct Args {
     release: bool,
     binary: Option<PathBuf>,
     check: bool,
+    moto: bool,
 }
 
 const USAGE: &str = "usage: lambda_coldstart <function> [runs=20] [KEY=VALUE...] [--path /health] \
 [--resource /health] [--method GET] [--header Name:Value]... [--body TEXT] [--timeout-secs 10] \
-[--debug] [--binary PATH] [--check]";
+[--debug] [--binary PATH] [--check] [--moto]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -57,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
         release: true,
         binary: None,
         check: false,
+        moto: false,
     };
     let mut positional = Vec::new();
     let mut iter = std::env::args().skip(1);
@@ -84,6 +88,7 @@ fn parse_args() -> Result<Args, String> {
             "--debug" => args.release = false,
             "--binary" => args.binary = Some(PathBuf::from(value("--binary")?)),
             "--check" => args.check = true,
+            "--moto" => args.moto = true,
             flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}\n{USAGE}")),
             _ => positional.push(arg),
         }
@@ -125,13 +130,26 @@ fn verdict(ok: bool) -> &'static str {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
+    let mut args = match parse_args() {
         Ok(args) => args,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);
         }
     };
+    if args.moto {
+        let table = sellerhub_tests::moto::create_table().await;
+        let (queue_url, dlq_url) = sellerhub_tests::moto::create_queues(5).await;
+        args.env.extend([
+            (
+                "AWS_ENDPOINT_URL".to_owned(),
+                sellerhub_tests::moto::endpoint(),
+            ),
+            ("TABLE_NAME".to_owned(), table),
+            ("WEBHOOK_QUEUE_URL".to_owned(), queue_url),
+            ("WEBHOOK_DLQ_URL".to_owned(), dlq_url),
+        ]);
+    }
     let binary = match &args.binary {
         Some(path) => path.clone(),
         None => match try_function_binary(&args.function, args.release) {
