@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    ACCOUNT_ID, BASE64, FunctionError, HarnessError, Invocation, Outcome, REGION,
-    StreamedResponse, lock, random_hex,
+    ACCOUNT_ID, BASE64, FunctionError, HarnessError, Invocation, Outcome, REGION, StreamedResponse,
+    lock, random_hex,
 };
 
 const NEXT_PATH: &str = "/2018-06-01/runtime/invocation/next";
