@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod http;
 pub mod lambda;
 pub mod queue;
+pub mod ratelimit;
 pub mod routes;
 pub mod store;
 pub mod telemetry;
