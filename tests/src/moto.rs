@@ -265,19 +265,7 @@ pub async fn create_table() -> String {
 pub async fn create_queues(max_receive_count: u32) -> (String, String) {
     let client = sqs().await;
     let name = unique_name("sellerhub-queue");
-    let dead_letter_url = client
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
-        .send()
-        .await
-        .unwrap_or_else(|error| {
-            panic!(
-                "CreateQueue on moto: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(&error)
-            )
-        })
-        .queue_url
-        .unwrap_or_else(|| panic!("CreateQueue on moto returned no queue url"));
+    let dead_letter_url = create_queue(&client, &format!("{name}-dlq"), None).await;
     let dead_letter_arn = client
         .get_queue_attributes()
         .queue_url(&dead_letter_url)
@@ -297,13 +285,20 @@ pub async fn create_queues(max_receive_count: u32) -> (String, String) {
         "deadLetterTargetArn": dead_letter_arn,
         "maxReceiveCount": max_receive_count,
     });
-    let queue_url = client
-        .create_queue()
-        .queue_name(&name)
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            redrive_policy.to_string(),
-        )
+    let queue_url = create_queue(&client, &name, Some(redrive_policy.to_string())).await;
+    (queue_url, dead_letter_url)
+}
+
+async fn create_queue(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    redrive_policy: Option<String>,
+) -> String {
+    let mut request = client.create_queue().queue_name(name);
+    if let Some(policy) = redrive_policy {
+        request = request.attributes(QueueAttributeName::RedrivePolicy, policy);
+    }
+    request
         .send()
         .await
         .unwrap_or_else(|error| {
@@ -313,6 +308,5 @@ pub async fn create_queues(max_receive_count: u32) -> (String, String) {
             )
         })
         .queue_url
-        .unwrap_or_else(|| panic!("CreateQueue on moto returned no queue url"));
-    (queue_url, dead_letter_url)
+        .unwrap_or_else(|| panic!("CreateQueue on moto returned no queue url"))
 }

@@ -17,22 +17,44 @@ fn health_event() -> serde_json::Value {
     )
 }
 
+/// What template.yaml gives the function, with the table and queues on moto.
+struct Deployment {
+    endpoint: String,
+    table: String,
+    queue_url: String,
+    dlq_url: String,
+}
+
+impl Deployment {
+    async fn on_moto(table: Option<&str>) -> Self {
+        let table = match table {
+            Some(table) => table.to_owned(),
+            None => moto::create_table().await,
+        };
+        let (queue_url, dlq_url) = moto::create_queues(5).await;
+        Self {
+            endpoint: moto::endpoint(),
+            table,
+            queue_url,
+            dlq_url,
+        }
+    }
+
+    fn env(&self) -> [(&str, &str); 5] {
+        [
+            ("AWS_ENDPOINT_URL", &self.endpoint),
+            ("TABLE_NAME", &self.table),
+            ("WEBHOOK_QUEUE_URL", &self.queue_url),
+            ("WEBHOOK_DLQ_URL", &self.dlq_url),
+            ("LOG_LEVEL", "info"),
+        ]
+    }
+}
+
 #[tokio::test]
 async fn answers_an_api_gateway_event_with_every_check_ok() {
-    let table = moto::create_table().await;
-    let (queue_url, dlq_url) = moto::create_queues(5).await;
-    let endpoint = moto::endpoint();
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_SESSION_TOKEN", "test"),
-        ("TABLE_NAME", table.as_str()),
-        ("WEBHOOK_QUEUE_URL", queue_url.as_str()),
-        ("WEBHOOK_DLQ_URL", dlq_url.as_str()),
-        ("LOG_LEVEL", "info"),
-    ];
-    let mut function = FunctionProcess::spawn(function_binary("health", false), &env)
+    let deployment = Deployment::on_moto(None).await;
+    let mut function = FunctionProcess::spawn(function_binary("health", false), &deployment.env())
         .await
         .unwrap();
 
@@ -72,17 +94,8 @@ async fn answers_an_api_gateway_event_with_every_check_ok() {
 
 #[tokio::test]
 async fn reports_503_when_its_table_is_missing() {
-    let (queue_url, dlq_url) = moto::create_queues(5).await;
-    let endpoint = moto::endpoint();
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("TABLE_NAME", "no-such-table"),
-        ("WEBHOOK_QUEUE_URL", queue_url.as_str()),
-        ("WEBHOOK_DLQ_URL", dlq_url.as_str()),
-    ];
-    let mut function = FunctionProcess::spawn(function_binary("health", false), &env)
+    let deployment = Deployment::on_moto(Some("no-such-table")).await;
+    let mut function = FunctionProcess::spawn(function_binary("health", false), &deployment.env())
         .await
         .unwrap();
     let invocation = function

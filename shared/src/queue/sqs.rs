@@ -16,6 +16,7 @@ use super::{
     OutMessage, Queue, QueueError, QueueResult, QueueStats, ReceivedMessage, validate_batch,
     validate_receive_max,
 };
+use crate::aws::error_chain;
 use crate::telemetry::{observe, observe_waiting};
 
 /// SQS's limits on ReceiveMessage's timing parameters; longer values are clamped.
@@ -53,19 +54,6 @@ fn seconds_up(duration: Duration, max: u64) -> i32 {
     i32::try_from(seconds.min(max)).unwrap_or(i32::MAX)
 }
 
-/// The error and its sources, one short line: `dispatch failure: io error: ...: Connection
-/// refused (os error 111)`.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
-}
-
 /// An SDK error that is not an expected outcome: `Invalid` when SQS blames the request,
 /// else `Unavailable` with the error's code or the transport failure.
 fn sdk_error<E>(operation: &str, error: SdkError<E>) -> QueueError
@@ -80,7 +68,7 @@ where
         (SdkError::ServiceError(_), Some(code)) => {
             QueueError::Unavailable(format!("{operation}: {code}: {message}"))
         }
-        _ => QueueError::Unavailable(format!("{operation}: {}", chain(&error))),
+        _ => QueueError::Unavailable(format!("{operation}: {}", error_chain(&error))),
     }
 }
 

@@ -20,6 +20,7 @@ use super::{
     Condition, Cursor, EpochSeconds, Index, Item, Key, Page, Query, SortKey, Store, StoreError,
     StoreResult, WriteOp, now_epoch_seconds, validate_item, validate_query, validate_transaction,
 };
+use crate::aws::error_chain;
 use crate::telemetry::observe;
 
 const PK: &str = "pk";
@@ -287,19 +288,6 @@ fn start_key(query: &Query) -> StoreResult<Option<Attributes>> {
 
 // ------------------------------------------------------------------ errors
 
-/// The error and its sources, one short line: `dispatch failure: io error: ...: Connection
-/// refused (os error 111)`.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
-}
-
 /// Maps an SDK error that is not an expected outcome. A ValidationException is the
 /// caller's request (an item over 400 KB, a key over its size limit): `Invalid`.
 /// Everything else is `Unavailable`, with the error's code and message or the transport
@@ -317,7 +305,7 @@ where
             "{operation}: {code}: {}",
             error.message().unwrap_or("no message")
         )),
-        _ => StoreError::Unavailable(format!("{operation}: {}", chain(&error))),
+        _ => StoreError::Unavailable(format!("{operation}: {}", error_chain(&error))),
     }
 }
 
