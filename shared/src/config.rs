@@ -46,6 +46,38 @@ pub struct HealthSettings {
     pub max_dead_letters: u64,
 }
 
+/// The Mercado Livre API client's settings (see `crate::upstream`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MercadoLivreSettings {
+    /// The API base: https://api.mercadolibre.com, or a sandbox locally and in tests.
+    pub api_url: reqwest::Url,
+    /// The authorization host of the sellers' country (https://auth.mercadolivre.com.br).
+    pub auth_url: reqwest::Url,
+    /// Each attempt's limit, from connecting to the last byte of the answer.
+    pub call_timeout: Duration,
+    pub retry: crate::upstream::RetryPolicy,
+    pub breaker: crate::upstream::BreakerPolicy,
+}
+
+/// The rate limiter's settings (see `crate::ratelimit`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimitSettings {
+    /// UPSTASH_REDIS_REST_URL: the limiter every instance shares. Unset, the local runner
+    /// limits in process (a Lambda function needs it: see `ratelimit::setup`).
+    pub upstash_url: Option<reqwest::Url>,
+    pub upstash_connect_timeout: Duration,
+    /// One Upstash request's limit, and the time the shared limiter has to answer a check
+    /// before the fallback does.
+    pub upstash_timeout: Duration,
+    /// Mercado Livre's global budget (2000/h) and each seller account's (500/h).
+    pub mercadolivre_global: crate::ratelimit::Rule,
+    pub mercadolivre_account: crate::ratelimit::Rule,
+    /// The share of each budget one instance may use while Redis is unreachable.
+    pub fallback_share: f64,
+    /// While on the fallback, how long before asking Redis again.
+    pub fallback_retry_after: Duration,
+}
+
 /// Secret values by name. Never printed: `SecretString`'s Debug shows nothing.
 #[derive(Clone, Debug, Default)]
 pub struct Secrets(BTreeMap<&'static str, SecretString>);
@@ -86,6 +118,8 @@ pub struct Config {
     /// The local runner's listening address (127.0.0.1:3000 by default).
     pub listen: SocketAddr,
     pub health: HealthSettings,
+    pub mercadolivre: MercadoLivreSettings,
+    pub rate_limit: RateLimitSettings,
     /// The Secrets Manager secret to read at init, if any.
     pub secrets_arn: Option<String>,
     pub secrets: Secrets,
@@ -233,6 +267,9 @@ impl Config {
             max_dead_letters: vars.parsed("HEALTH_MAX_DEAD_LETTERS", 100u64)?,
         };
 
+        let mercadolivre = mercadolivre_settings(&vars)?;
+        let rate_limit = rate_limit_settings(&vars)?;
+
         let mut secrets = Secrets::default();
         for name in SECRET_NAMES {
             if let Some(value) = vars.text(name) {
@@ -247,6 +284,8 @@ impl Config {
             data_dir: PathBuf::from(vars.text("DATA_DIR").unwrap_or_else(|| ".data".into())),
             listen: SocketAddr::new(host, port),
             health,
+            mercadolivre,
+            rate_limit,
             secrets_arn: vars.text("SECRETS_ARN"),
             secrets,
         })
@@ -273,6 +312,146 @@ impl Config {
         matches!(self.store, StoreBackend::DynamoDb { .. })
             || matches!(self.queue, QueueBackend::Sqs { .. })
     }
+}
+
+fn mercadolivre_settings<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<MercadoLivreSettings, ConfigError> {
+    let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+        match vars.parsed(name, default)? {
+            0 => Err(ConfigError::Invalid {
+                name,
+                reason: "must be at least 1".into(),
+            }),
+            millis => Ok(Duration::from_millis(millis)),
+        }
+    };
+    let at_least_one = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+        match vars.parsed(name, default)? {
+            0 => Err(ConfigError::Invalid {
+                name,
+                reason: "must be at least 1".into(),
+            }),
+            count => Ok(count),
+        }
+    };
+    let retry = crate::upstream::RetryPolicy {
+        max_attempts: at_least_one("MERCADOLIVRE_MAX_ATTEMPTS", 3)?,
+        base_delay: millis("MERCADOLIVRE_RETRY_BASE_MS", 200)?,
+        max_delay: millis("MERCADOLIVRE_RETRY_MAX_MS", 5000)?,
+    };
+    if retry.max_delay < retry.base_delay {
+        return Err(ConfigError::Invalid {
+            name: "MERCADOLIVRE_RETRY_MAX_MS",
+            reason: "must be at least MERCADOLIVRE_RETRY_BASE_MS".into(),
+        });
+    }
+    Ok(MercadoLivreSettings {
+        api_url: base_url(vars, "MERCADOLIVRE_API_URL", "https://api.mercadolibre.com")?,
+        auth_url: base_url(
+            vars,
+            "MERCADOLIVRE_AUTH_URL",
+            "https://auth.mercadolivre.com.br",
+        )?,
+        call_timeout: millis("MERCADOLIVRE_TIMEOUT_MS", 5000)?,
+        retry,
+        breaker: crate::upstream::BreakerPolicy {
+            failure_threshold: at_least_one("MERCADOLIVRE_BREAKER_FAILURES", 5)?,
+            open_for: millis("MERCADOLIVRE_BREAKER_OPEN_MS", 30_000)?,
+            success_threshold: at_least_one("MERCADOLIVRE_BREAKER_SUCCESSES", 3)?,
+        },
+    })
+}
+
+fn rate_limit_settings<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<RateLimitSettings, ConfigError> {
+    let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+        match vars.parsed(name, default)? {
+            0 => Err(ConfigError::Invalid {
+                name,
+                reason: "must be at least 1".into(),
+            }),
+            millis => Ok(Duration::from_millis(millis)),
+        }
+    };
+    let hourly = |limit_name: &'static str,
+                  limit: u32,
+                  burst_name: &'static str,
+                  burst: u32|
+     -> Result<crate::ratelimit::Rule, ConfigError> {
+        let limit: u32 = vars.parsed(limit_name, limit)?;
+        if limit < 2 {
+            return Err(ConfigError::Invalid {
+                name: limit_name,
+                reason: "must be at least 2".into(),
+            });
+        }
+        let burst: u32 = vars.parsed(burst_name, burst)?;
+        if burst == 0 || burst >= limit {
+            return Err(ConfigError::Invalid {
+                name: burst_name,
+                reason: format!("must be from 1 to {} (below {limit_name})", limit - 1),
+            });
+        }
+        Ok(crate::ratelimit::Rule::new(
+            limit,
+            Duration::from_secs(3600),
+            burst,
+        ))
+    };
+    let fallback_share: f64 = vars.parsed("RATE_LIMIT_FALLBACK_SHARE", 0.1)?;
+    if !(fallback_share > 0.0 && fallback_share <= 1.0) {
+        return Err(ConfigError::Invalid {
+            name: "RATE_LIMIT_FALLBACK_SHARE",
+            reason: format!("{fallback_share}: must be above 0 and at most 1"),
+        });
+    }
+    let upstash_url = match vars.text("UPSTASH_REDIS_REST_URL") {
+        Some(_) => Some(base_url(vars, "UPSTASH_REDIS_REST_URL", "")?),
+        None => None,
+    };
+    Ok(RateLimitSettings {
+        upstash_url,
+        upstash_connect_timeout: millis("UPSTASH_CONNECT_TIMEOUT_MS", 300)?,
+        upstash_timeout: millis("UPSTASH_TIMEOUT_MS", 1000)?,
+        // Bursts: see README's configuration table (a burst lowers the sustained rate).
+        mercadolivre_global: hourly(
+            "RATE_LIMIT_ML_GLOBAL_PER_HOUR",
+            2000,
+            "RATE_LIMIT_ML_GLOBAL_BURST",
+            100,
+        )?,
+        mercadolivre_account: hourly(
+            "RATE_LIMIT_ML_ACCOUNT_PER_HOUR",
+            500,
+            "RATE_LIMIT_ML_ACCOUNT_BURST",
+            20,
+        )?,
+        fallback_share,
+        fallback_retry_after: millis("RATE_LIMIT_FALLBACK_RETRY_MS", 5000)?,
+    })
+}
+
+/// An http(s) base URL without query or fragment.
+fn base_url<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    name: &'static str,
+    default: &str,
+) -> Result<reqwest::Url, ConfigError> {
+    let text = vars.text(name).unwrap_or_else(|| default.to_owned());
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name,
+        reason: format!("{text:?}: {reason}"),
+    };
+    let url = reqwest::Url::parse(&text).map_err(|error| invalid(&error.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(invalid("expected an http(s) URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("a base URL has no query or fragment"));
+    }
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -390,6 +569,66 @@ mod tests {
     }
 
     #[test]
+    fn mercadolivre_defaults_to_the_real_api_and_takes_a_sandbox() {
+        let lambda = config(
+            Profile::Lambda,
+            &[("TABLE_NAME", "t"), ("WEBHOOK_QUEUE_URL", "q")],
+        )
+        .unwrap();
+        let settings = &lambda.mercadolivre;
+        assert_eq!(settings.api_url.as_str(), "https://api.mercadolibre.com/");
+        assert_eq!(
+            settings.auth_url.as_str(),
+            "https://auth.mercadolivre.com.br/"
+        );
+        assert_eq!(settings.call_timeout, Duration::from_secs(5));
+        assert_eq!(settings.retry, crate::upstream::RetryPolicy::default());
+        assert_eq!(settings.breaker, crate::upstream::BreakerPolicy::default());
+
+        let sandbox = config(
+            Profile::Local,
+            &[
+                (
+                    "MERCADOLIVRE_API_URL",
+                    "http://127.0.0.1:3000/sandbox/mercadolivre",
+                ),
+                ("MERCADOLIVRE_BREAKER_OPEN_MS", "1000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            sandbox.mercadolivre.api_url.as_str(),
+            "http://127.0.0.1:3000/sandbox/mercadolivre"
+        );
+        assert_eq!(
+            sandbox.mercadolivre.breaker.open_for,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn bad_mercadolivre_settings_name_their_variable() {
+        for (name, value) in [
+            ("MERCADOLIVRE_API_URL", "api.mercadolibre.com"),
+            ("MERCADOLIVRE_API_URL", "ftp://api.mercadolibre.com"),
+            (
+                "MERCADOLIVRE_AUTH_URL",
+                "https://auth.mercadolivre.com.br/?x=1",
+            ),
+            ("MERCADOLIVRE_TIMEOUT_MS", "0"),
+            ("MERCADOLIVRE_MAX_ATTEMPTS", "0"),
+            ("MERCADOLIVRE_BREAKER_FAILURES", "many"),
+            ("MERCADOLIVRE_RETRY_MAX_MS", "10"),
+        ] {
+            let error = config(Profile::Local, &[(name, value)]).unwrap_err();
+            assert!(
+                matches!(error, ConfigError::Invalid { name: bad, .. } if bad == name),
+                "{name}={value}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn secrets_come_from_the_environment_and_the_secret_and_never_print() {
         let mut config = config(
             Profile::Local,
@@ -437,5 +676,71 @@ mod tests {
             config.merge_secret_json("not json"),
             Err(ConfigError::Secret(_))
         ));
+    }
+
+    #[test]
+    fn rate_limits_default_to_mercado_livres_budgets_and_no_shared_limiter() {
+        let hour = Duration::from_secs(3600);
+        let settings = config(Profile::Local, &[]).unwrap().rate_limit;
+        assert_eq!(settings.upstash_url, None);
+        assert_eq!(
+            settings.mercadolivre_global,
+            crate::ratelimit::Rule::new(2000, hour, 100)
+        );
+        assert_eq!(
+            settings.mercadolivre_account,
+            crate::ratelimit::Rule::new(500, hour, 20)
+        );
+        assert_eq!(settings.fallback_share, 0.1);
+        assert_eq!(settings.upstash_connect_timeout, Duration::from_millis(300));
+        assert_eq!(settings.upstash_timeout, Duration::from_millis(1000));
+        assert_eq!(settings.fallback_retry_after, Duration::from_millis(5000));
+
+        let settings = config(
+            Profile::Lambda,
+            &[
+                ("TABLE_NAME", "t"),
+                ("WEBHOOK_QUEUE_URL", "q"),
+                ("UPSTASH_REDIS_REST_URL", "https://eu1-x.upstash.io"),
+                ("RATE_LIMIT_ML_ACCOUNT_PER_HOUR", "100"),
+                ("RATE_LIMIT_ML_ACCOUNT_BURST", "5"),
+                ("RATE_LIMIT_FALLBACK_SHARE", "0.25"),
+            ],
+        )
+        .unwrap()
+        .rate_limit;
+        assert_eq!(
+            settings.upstash_url.map(String::from).as_deref(),
+            Some("https://eu1-x.upstash.io/")
+        );
+        assert_eq!(
+            settings.mercadolivre_account,
+            crate::ratelimit::Rule::new(100, hour, 5)
+        );
+        assert_eq!(settings.fallback_share, 0.25);
+    }
+
+    #[test]
+    fn invalid_rate_limit_settings_name_their_variable() {
+        for (name, value) in [
+            ("UPSTASH_REDIS_REST_URL", "eu1-x.upstash.io"),
+            ("UPSTASH_TIMEOUT_MS", "0"),
+            ("UPSTASH_CONNECT_TIMEOUT_MS", "soon"),
+            ("RATE_LIMIT_ML_GLOBAL_PER_HOUR", "1"),
+            ("RATE_LIMIT_ML_GLOBAL_BURST", "2000"),
+            ("RATE_LIMIT_ML_ACCOUNT_BURST", "0"),
+            ("RATE_LIMIT_ML_ACCOUNT_PER_HOUR", "-5"),
+            ("RATE_LIMIT_FALLBACK_SHARE", "0"),
+            ("RATE_LIMIT_FALLBACK_SHARE", "1.5"),
+            ("RATE_LIMIT_FALLBACK_SHARE", "NaN"),
+            ("RATE_LIMIT_FALLBACK_RETRY_MS", "0"),
+        ] {
+            let error = config(Profile::Local, &[(name, value)]).unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::Invalid { name: named, .. } if *named == name),
+                "{name}={value}: {error}"
+            );
+            assert!(error.to_string().starts_with(name), "{error}");
+        }
     }
 }

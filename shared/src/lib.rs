@@ -14,3 +14,4 @@ pub mod ratelimit;
 pub mod routes;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;

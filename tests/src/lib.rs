@@ -3,3 +3,4 @@ pub mod local_runner;
 pub mod moto;
 pub mod runtime_api;
 pub mod template;
+pub mod upstash_shim;

@@ -3,6 +3,7 @@
 //! with all of them — for the Lambda binary and the local runner alike.
 
 mod problem;
+pub mod rate_limit;
 mod request;
 
 use std::future::Future;
@@ -11,6 +12,7 @@ use lambda_http::{Body, Request, Response};
 use tracing::Instrument;
 
 pub use problem::{ApiError, Problem};
+pub use rate_limit::{EndpointLimit, RateLimitHeaders};
 pub use request::{RequestIds, body_bytes, client_ip, request_ids, resource_path};
 
 /// The most body any endpoint accepts unless it sets its own limit.

@@ -7,6 +7,8 @@ use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+use super::rate_limit::{RateLimitHeaders, whole_seconds};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("bad request: {0}")]
@@ -24,7 +26,11 @@ pub enum ApiError {
     #[error("unsupported media type: expected {expected}")]
     UnsupportedMediaType { expected: &'static str },
     #[error("too many requests")]
-    TooManyRequests { retry_after: Duration },
+    TooManyRequests {
+        retry_after: Duration,
+        /// The limit's state, sent as `RateLimit-*` headers when known.
+        rate_limit: Option<RateLimitHeaders>,
+    },
     /// A dependency is down or too slow. The text is logged, never returned.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -46,6 +52,8 @@ pub struct Problem {
     pub instance: Option<String>,
     #[serde(skip)]
     pub retry_after: Option<Duration>,
+    #[serde(skip)]
+    pub rate_limit: Option<RateLimitHeaders>,
 }
 
 impl Problem {
@@ -57,6 +65,7 @@ impl Problem {
             detail,
             instance: None,
             retry_after: None,
+            rate_limit: None,
         }
     }
 
@@ -71,8 +80,11 @@ impl Problem {
         if let Some(retry_after) = self.retry_after {
             builder = builder.header(
                 http::header::RETRY_AFTER,
-                retry_after.as_secs().max(1).to_string(),
+                whole_seconds(retry_after).max(1).to_string(),
             );
+        }
+        if let (Some(rate_limit), Some(headers)) = (self.rate_limit, builder.headers_mut()) {
+            rate_limit.apply(headers);
         }
         builder.body(Body::Binary(body)).unwrap_or_else(|_| {
             let mut response = Response::new(Body::Empty);
@@ -127,8 +139,13 @@ impl ApiError {
             ApiError::Internal(_) => ("Internal server error", None),
         };
         let mut problem = Problem::new(status, title, detail);
-        if let ApiError::TooManyRequests { retry_after } = self {
+        if let ApiError::TooManyRequests {
+            retry_after,
+            rate_limit,
+        } = self
+        {
             problem.retry_after = Some(*retry_after);
+            problem.rate_limit = *rate_limit;
         }
         problem
     }
@@ -191,10 +208,13 @@ mod tests {
     fn too_many_requests_says_when_to_retry() {
         let response = ApiError::TooManyRequests {
             retry_after: Duration::from_millis(2500),
+            rate_limit: None,
         }
         .problem()
         .into_response("r");
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers()["retry-after"], "2");
+        // Rounded up: a client retrying after 2 s would still be refused.
+        assert_eq!(response.headers()["retry-after"], "3");
+        assert!(!response.headers().contains_key("ratelimit-limit"));
     }
 }

@@ -9,6 +9,16 @@
 //! The caller's clock is an argument (milliseconds since the Unix epoch): the same inputs
 //! give the same decisions on every adapter, and tests control time.
 
+pub mod cached;
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance;
+pub mod fallback;
+pub mod gcra;
+pub mod memory;
+pub mod redis;
+pub mod setup;
+pub mod upstash;
+
 use std::time::Duration;
 
 /// One limit: at most `limit` requests in any window of `period`, `burst` of them at once.

@@ -1,0 +1,466 @@
+//! The call pipeline every Mercado Livre request goes through, one attempt at a time:
+//! circuit breaker → limiter (global + per-account, atomically) → HTTP with a timeout →
+//! classification; transient failures are retried with backoff. Each attempt consumes
+//! limiter budget, as each one counts against Mercado Livre's limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::Retryable;
+use http::{Method, StatusCode};
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+
+use super::backoff::RetryPolicy;
+use super::breaker::{CircuitBreaker, CircuitState, Permit, Refusal};
+use super::clock::{Clock, SystemClock};
+use super::error::{UnavailableCause, UpstreamError};
+use super::retry_after;
+use crate::config::{MercadoLivreSettings, RateLimitSettings};
+use crate::ratelimit::{Check, Limiter, Rule};
+use crate::telemetry::{self, emf, redact};
+
+/// The dependency's name in logs and metrics.
+pub const DEPENDENCY: &str = "mercadolivre";
+
+/// The limiter key of the application-wide budget.
+pub const GLOBAL_KEY: &str = "ml:global";
+
+/// The limiter key of one seller account's budget.
+pub fn account_key(seller_id: u64) -> String {
+    format!("ml:account:{seller_id}")
+}
+
+/// A 429 without a usable Retry-After blocks the account this long.
+const DEFAULT_THROTTLE: Duration = Duration::from_secs(60);
+/// A 429 blocks for at least this long, whatever its header says.
+const MIN_THROTTLE: Duration = Duration::from_secs(1);
+
+/// The budgets every call is checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamLimits {
+    pub global: Rule,
+    pub per_account: Rule,
+}
+
+impl From<&RateLimitSettings> for UpstreamLimits {
+    fn from(settings: &RateLimitSettings) -> Self {
+        Self {
+            global: settings.mercadolivre_global,
+            per_account: settings.mercadolivre_account,
+        }
+    }
+}
+
+impl UpstreamLimits {
+    fn checks(&self, seller_id: u64) -> [Check; 2] {
+        [
+            Check {
+                key: GLOBAL_KEY.to_owned(),
+                rule: self.global,
+            },
+            Check {
+                key: account_key(seller_id),
+                rule: self.per_account,
+            },
+        ]
+    }
+}
+
+/// The HTTP client to share by every caller in the process (connections are reused
+/// across warm invocations). Redirects are not followed: an API answer is never one.
+pub fn http_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        // Below the ~60 s after which load balancers drop idle connections, so a thawed
+        // Lambda rarely picks a dead one.
+        .pool_idle_timeout(Duration::from_secs(50))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("sellerhub/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// The Mercado Livre API client. Build one per process, at init.
+pub struct MercadoLivre {
+    http: reqwest::Client,
+    api_url: Url,
+    /// `api_url` as text without a trailing slash: paths are appended to it.
+    api_base: String,
+    call_timeout: Duration,
+    retry: RetryPolicy,
+    limits: UpstreamLimits,
+    limiter: Arc<dyn Limiter>,
+    breaker: CircuitBreaker,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for MercadoLivre {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MercadoLivre")
+            .field("api_url", &self.api_url.as_str())
+            .field("call_timeout", &self.call_timeout)
+            .field("retry", &self.retry)
+            .field("limits", &self.limits)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request, as every attempt makes it.
+pub(super) struct Call<'a> {
+    pub operation: &'static str,
+    pub method: Method,
+    pub url: Url,
+    pub access_token: &'a SecretString,
+    pub seller_id: u64,
+    pub body: Option<serde_json::Value>,
+}
+
+/// An attempt's failure and whether another attempt may follow.
+struct Failure {
+    error: UpstreamError,
+    retry: Retry,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Never,
+    /// The request may have reached Mercado Livre: retried only if repeating it is safe.
+    IfIdempotent,
+    /// The request never left (no connection): always safe to repeat.
+    Always,
+}
+
+impl Failure {
+    fn last(error: UpstreamError) -> Self {
+        Self {
+            error,
+            retry: Retry::Never,
+        }
+    }
+
+    fn may_retry(&self, idempotent: bool) -> bool {
+        match self.retry {
+            Retry::Never => false,
+            Retry::IfIdempotent => idempotent,
+            Retry::Always => true,
+        }
+    }
+}
+
+/// What came back from one attempt that got an answer.
+struct Reply {
+    status: StatusCode,
+    retry_after: Option<String>,
+    body: Vec<u8>,
+}
+
+impl MercadoLivre {
+    pub fn new(
+        http: reqwest::Client,
+        settings: &MercadoLivreSettings,
+        limits: UpstreamLimits,
+        limiter: Arc<dyn Limiter>,
+    ) -> Self {
+        Self {
+            http,
+            api_url: settings.api_url.clone(),
+            api_base: settings.api_url.as_str().trim_end_matches('/').to_owned(),
+            call_timeout: settings.call_timeout,
+            retry: settings.retry,
+            limits,
+            limiter,
+            breaker: CircuitBreaker::new(DEPENDENCY, settings.breaker),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The same client reading time from `clock` (the limiter's and the breaker's).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn circuit_state(&self) -> CircuitState {
+        self.breaker.state(self.clock.now_ms())
+    }
+
+    /// GET `path` (e.g. a notification's `resource`, `/orders/2000009876543210`) on
+    /// behalf of `seller_id`, decoded as `T`.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        access_token: &SecretString,
+        seller_id: u64,
+        path: &str,
+    ) -> Result<T, UpstreamError> {
+        let url = self.url(path)?;
+        self.call(&Call {
+            operation: "GetResource",
+            method: Method::GET,
+            url,
+            access_token,
+            seller_id,
+            body: None,
+        })
+        .await
+    }
+
+    /// The URL of `path` under the API base. The path usually comes from a notification,
+    /// so anything that would leave the API (another host, `..` above the base) is
+    /// refused: the seller's token must only ever go to Mercado Livre.
+    pub(super) fn url(&self, path: &str) -> Result<Url, UpstreamError> {
+        let invalid = || UpstreamError::InvalidPath(path.chars().take(200).collect());
+        if !path.starts_with('/') || path.starts_with("//") || path.contains('\\') {
+            return Err(invalid());
+        }
+        let url = Url::parse(&format!("{}{path}", self.api_base)).map_err(|_| invalid())?;
+        let base_path = self.api_url.path().trim_end_matches('/');
+        let under_base = url
+            .path()
+            .strip_prefix(base_path)
+            .is_some_and(|rest| rest.starts_with('/'));
+        if url.origin() != self.api_url.origin() || !under_base || url.fragment().is_some() {
+            return Err(invalid());
+        }
+        Ok(url)
+    }
+
+    /// Makes `call` with retries, and decodes its JSON answer.
+    pub(super) async fn call<T: DeserializeOwned>(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<T, UpstreamError> {
+        let idempotent = call.method.is_idempotent();
+        let max_delay = self.retry.max_delay;
+        let body = (|| self.attempt(call))
+            .retry(self.retry.backoff())
+            .when(|failure: &Failure| failure.may_retry(idempotent))
+            .adjust(|failure: &Failure, next: Option<Duration>| {
+                // A Retry-After longer than any backoff ends the retries: the caller
+                // defers the work instead of holding the invocation.
+                let next = next?;
+                match failure.error.retry_after() {
+                    Some(wait) if wait > max_delay => None,
+                    Some(wait) => Some(wait),
+                    None => Some(next),
+                }
+            })
+            .notify(|failure: &Failure, delay: Duration| {
+                tracing::info!(
+                    dependency = DEPENDENCY,
+                    operation = call.operation,
+                    error = %failure.error,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "retrying"
+                );
+            })
+            .await
+            .map_err(|failure| failure.error)?;
+        serde_json::from_slice(&body).map_err(|error| {
+            UpstreamError::Malformed(format!(
+                "{}: {}",
+                call.operation,
+                redact::redact_text(&error.to_string())
+            ))
+        })
+    }
+
+    async fn attempt(&self, call: &Call<'_>) -> Result<Vec<u8>, Failure> {
+        let permit = match self.breaker.acquire(self.clock.now_ms()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                count(call.operation, "ShortCircuited", None);
+                let retry_after = match refusal {
+                    Refusal::Open { retry_after } => retry_after,
+                    // The probe settles within one call timeout.
+                    Refusal::Probing => self.call_timeout,
+                };
+                return Err(Failure::last(UpstreamError::Unavailable {
+                    cause: UnavailableCause::CircuitOpen,
+                    retry_after: Some(retry_after),
+                }));
+            }
+        };
+
+        let checks = self.limits.checks(call.seller_id);
+        let verdict = self
+            .limiter
+            .check(&checks, self.clock.now_ms())
+            .await
+            .map_err(|error| Failure::last(UpstreamError::Limiter(error)))?;
+        if !verdict.allowed {
+            emf::emit(
+                &[("Scope", DEPENDENCY)],
+                &[emf::Metric::count("RateLimited", 1.0)],
+            );
+            return Err(Failure::last(UpstreamError::RateLimited {
+                retry_after: verdict.retry_after,
+            }));
+        }
+
+        let sent = telemetry::observe(DEPENDENCY, call.operation, self.send(call)).await;
+        let now_ms = self.clock.now_ms();
+        match sent {
+            Ok(reply) => self.classify(call, reply, permit, now_ms).await,
+            Err(error) => {
+                permit.failed(now_ms);
+                let cause = if error.is_timeout() {
+                    UnavailableCause::Timeout
+                } else if error.is_connect() {
+                    UnavailableCause::Connect
+                } else {
+                    UnavailableCause::Transport(describe(&error))
+                };
+                let label = match cause {
+                    UnavailableCause::Timeout => "timeout",
+                    UnavailableCause::Connect => "connect_error",
+                    _ => "transport_error",
+                };
+                count(call.operation, "UpstreamCalls", Some(label));
+                Err(Failure {
+                    error: UpstreamError::Unavailable {
+                        cause,
+                        retry_after: None,
+                    },
+                    retry: if error.is_connect() {
+                        Retry::Always
+                    } else {
+                        Retry::IfIdempotent
+                    },
+                })
+            }
+        }
+    }
+
+    async fn send(&self, call: &Call<'_>) -> Result<Reply, reqwest::Error> {
+        let mut request = self
+            .http
+            .request(call.method.clone(), call.url.clone())
+            .bearer_auth(call.access_token.expose_secret())
+            .header(http::header::ACCEPT, "application/json")
+            .timeout(self.call_timeout);
+        if let Some(body) = &call.body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await?.to_vec();
+        Ok(Reply {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    async fn classify(
+        &self,
+        call: &Call<'_>,
+        reply: Reply,
+        permit: Permit<'_>,
+        now_ms: i64,
+    ) -> Result<Vec<u8>, Failure> {
+        let status = reply.status;
+        count(call.operation, "UpstreamCalls", Some(status.as_str()));
+        let retry_after = reply
+            .retry_after
+            .as_deref()
+            .and_then(|value| retry_after::parse(value, now_ms));
+        if status.is_server_error() {
+            permit.failed(now_ms);
+            return Err(Failure {
+                error: UpstreamError::Unavailable {
+                    cause: UnavailableCause::Status(status.as_u16()),
+                    retry_after,
+                },
+                retry: Retry::IfIdempotent,
+            });
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // Being throttled says nothing about Mercado Livre's health.
+            drop(permit);
+            let retry_after = retry_after.unwrap_or(DEFAULT_THROTTLE).max(MIN_THROTTLE);
+            self.block_account(call, retry_after, now_ms).await;
+            return Err(Failure::last(UpstreamError::RateLimited { retry_after }));
+        }
+        permit.succeeded(now_ms);
+        if status.is_success() {
+            return Ok(reply.body);
+        }
+        Err(Failure::last(match status {
+            StatusCode::UNAUTHORIZED => UpstreamError::Unauthorized,
+            StatusCode::NOT_FOUND => UpstreamError::NotFound,
+            _ => UpstreamError::Rejected {
+                status: status.as_u16(),
+                message: error_message(&reply.body),
+            },
+        }))
+    }
+
+    /// Stops every instance from calling for this account until the wait is over.
+    async fn block_account(&self, call: &Call<'_>, retry_after: Duration, now_ms: i64) {
+        let wait_ms = i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX);
+        let until_ms = now_ms.saturating_add(wait_ms);
+        let key = account_key(call.seller_id);
+        tracing::warn!(
+            dependency = DEPENDENCY,
+            operation = call.operation,
+            seller_id = call.seller_id,
+            retry_after_ms = wait_ms,
+            "throttled by Mercado Livre: blocking the account"
+        );
+        if let Err(error) = self.limiter.block_until(&key, until_ms, now_ms).await {
+            tracing::warn!(dependency = DEPENDENCY, %error, "could not block the account in the limiter");
+        }
+    }
+}
+
+/// An error's chain of causes on one line ("error sending request: connection reset").
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    redact::redact_text(&text).into_owned()
+}
+
+/// The readable part of a Mercado Livre error body (`{"message", "error", "status",
+/// "cause"}`), short and redacted.
+fn error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        message: Option<String>,
+        error: Option<String>,
+    }
+    let text = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody {
+            message: Some(message),
+            error: Some(error),
+        }) => format!("{error}: {message}"),
+        Ok(ErrorBody {
+            message: Some(text),
+            ..
+        })
+        | Ok(ErrorBody {
+            error: Some(text), ..
+        }) => text,
+        _ => format!("a {}-byte body that is not an error object", body.len()),
+    };
+    redact::redact_text(&text).chars().take(200).collect()
+}
+
+fn count(operation: &str, metric: &str, status: Option<&str>) {
+    let mut dimensions = vec![("Dependency", DEPENDENCY), ("Operation", operation)];
+    if let Some(status) = status {
+        dimensions.push(("Status", status));
+    }
+    emf::emit(&dimensions, &[emf::Metric::count(metric, 1.0)]);
+}

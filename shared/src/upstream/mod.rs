@@ -1,0 +1,24 @@
+//! The Mercado Livre API client. Every call goes through the shared rate limiter (the
+//! application's and the seller account's budgets, checked atomically), a circuit
+//! breaker and a per-call timeout; transient failures are retried with exponential
+//! backoff and full jitter; a 429 blocks the account in the limiter for every instance.
+//! Errors say what the caller should do next ([`UpstreamError::disposition`]).
+
+mod backoff;
+mod breaker;
+mod client;
+mod clock;
+mod error;
+mod questions;
+mod retry_after;
+
+pub use backoff::RetryPolicy;
+pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState, Permit, Refusal};
+pub use client::{DEPENDENCY, GLOBAL_KEY, MercadoLivre, UpstreamLimits, account_key, http_client};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Disposition, UnavailableCause, UpstreamError};
+pub use questions::{Answer, Asker, Question, QuestionStatus};
+pub use retry_after::{MAX_RETRY_AFTER, parse as parse_retry_after};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,377 @@
+//! An Upstash-REST-compatible shim in front of a real redis-server, so the limiter's real
+//! client and real Lua script are what the tests run.
+//!
+//! Speaks what the client uses of Upstash: `POST /` with a command as a JSON array,
+//! `POST /pipeline` with an array of commands, a Bearer token (else 401
+//! `{"error":"Unauthorized"}`), `{"result": …}` answers, 400 `{"error": "<Redis's error
+//! text>"}` for a malformed or failing command, and 500 when Redis cannot be reached. It
+//! counts the requests it serves, for the round-trip assertions.
+//!
+//! `REDIS_URL` (set by `infra/test.sh`) names the Redis; without it, or when nothing
+//! answers there, the helpers panic: a run meant to test real Redis must fail, never skip.
+
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream, ToSocketAddrs};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use shared::ratelimit::upstash::UpstashConfig;
+use tokio::sync::Mutex;
+
+const NOT_SET: &str =
+    "REDIS_URL not set: run the README's test command (infra/test.sh), which starts redis-server";
+
+/// The Redis under test, from `REDIS_URL`. Panics when it is unset or nothing answers.
+pub fn redis_url() -> String {
+    let url = std::env::var("REDIS_URL")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| panic!("{NOT_SET}"));
+    assert_answers(&url);
+    url
+}
+
+fn assert_answers(url: &str) {
+    let address = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let addresses: Vec<SocketAddr> = address
+        .to_socket_addrs()
+        .unwrap_or_else(|error| panic!("REDIS_URL={url}: cannot resolve {address}: {error}"))
+        .collect();
+    let answers = addresses
+        .iter()
+        .any(|address| TcpStream::connect_timeout(address, Duration::from_secs(2)).is_ok());
+    assert!(
+        answers,
+        "redis-server does not answer at REDIS_URL={url}: run the README's test command (infra/test.sh)"
+    );
+}
+
+struct Shared {
+    token: String,
+    redis: redis::Client,
+    /// One multiplexed connection, replaced after Redis went away.
+    connection: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    requests: AtomicUsize,
+}
+
+/// A running shim. Dropping it stops serving.
+pub struct UpstashShim {
+    url: String,
+    token: String,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for UpstashShim {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl UpstashShim {
+    /// A shim in front of `REDIS_URL`.
+    pub async fn start() -> Self {
+        Self::start_for(&redis_url()).await
+    }
+
+    /// A shim in front of the Redis at `redis_url`, with a token of its own.
+    pub async fn start_for(redis_url: &str) -> Self {
+        let redis = redis::Client::open(redis_url)
+            .unwrap_or_else(|error| panic!("REDIS_URL={redis_url}: {error}"));
+        let token = format!("shim-token-{}", uuid::Uuid::new_v4());
+        let shared = Arc::new(Shared {
+            token: token.clone(),
+            redis,
+            connection: Mutex::new(None),
+            requests: AtomicUsize::new(0),
+        });
+        let router = Router::new()
+            .route("/", post(command))
+            .route("/pipeline", post(pipeline))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|error| panic!("the shim cannot listen on 127.0.0.1: {error}"));
+        let address = listener
+            .local_addr()
+            .unwrap_or_else(|error| panic!("the shim's address: {error}"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            url: format!("http://{address}"),
+            token,
+            shared,
+            server,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Requests served so far (every one: commands, pipelines, refused ones).
+    pub fn requests(&self) -> usize {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// A client configuration for this shim, with the limiter's default timeouts.
+    pub fn config(&self) -> UpstashConfig {
+        self.config_with_token(&self.token)
+    }
+
+    pub fn config_with_token(&self, token: &str) -> UpstashConfig {
+        UpstashConfig {
+            url: self.url.clone(),
+            token: SecretString::from(token.to_owned()),
+            connect_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|token| token == shared.token)
+}
+
+async fn command(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    if !authorized(&shared, &headers) {
+        return answer(StatusCode::UNAUTHORIZED, json!({"error": "Unauthorized"}));
+    }
+    let Some(parts) = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .as_ref()
+        .and_then(parts)
+    else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "ERR failed to parse command"}),
+        );
+    };
+    match run(&shared, &parts).await {
+        Ok(result) => answer(StatusCode::OK, json!({ "result": result })),
+        Err(Failure::Redis(text)) => answer(StatusCode::BAD_REQUEST, json!({ "error": text })),
+        Err(Failure::Down(text)) => {
+            answer(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": text }))
+        }
+    }
+}
+
+async fn pipeline(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    if !authorized(&shared, &headers) {
+        return answer(StatusCode::UNAUTHORIZED, json!({"error": "Unauthorized"}));
+    }
+    let commands: Option<Vec<Vec<String>>> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(commands)) => commands.iter().map(parts).collect(),
+        _ => None,
+    };
+    let Some(commands) = commands else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "ERR failed to parse pipeline request"}),
+        );
+    };
+    let mut results = Vec::with_capacity(commands.len());
+    for parts in &commands {
+        results.push(match run(&shared, parts).await {
+            Ok(result) => json!({ "result": result }),
+            Err(Failure::Redis(text)) => json!({ "error": text }),
+            Err(Failure::Down(text)) => {
+                return answer(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": text }));
+            }
+        });
+    }
+    answer(StatusCode::OK, Value::Array(results))
+}
+
+/// A command's parts: a non-empty array of strings (numbers are accepted as Upstash does).
+fn parts(value: &Value) -> Option<Vec<String>> {
+    let Value::Array(items) = value else {
+        return None;
+    };
+    let parts: Option<Vec<String>> = items
+        .iter()
+        .map(|item| match item {
+            Value::String(text) => Some(text.clone()),
+            Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        })
+        .collect();
+    parts.filter(|parts| !parts.is_empty())
+}
+
+enum Failure {
+    /// Redis answered with an error: its text, as Upstash passes it on.
+    Redis(String),
+    /// Redis could not be reached.
+    Down(String),
+}
+
+async fn run(shared: &Shared, parts: &[String]) -> Result<Value, Failure> {
+    let mut connection = {
+        let mut cached = shared.connection.lock().await;
+        match cached.as_ref() {
+            Some(connection) => connection.clone(),
+            None => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(1)))
+                    .set_response_timeout(Some(Duration::from_secs(2)));
+                let connection = shared
+                    .redis
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(|error| Failure::Down(format!("cannot reach Redis: {error}")))?;
+                *cached = Some(connection.clone());
+                connection
+            }
+        }
+    };
+    let mut command = redis::cmd(&parts[0]);
+    for part in &parts[1..] {
+        command.arg(part);
+    }
+    match command.query_async::<redis::Value>(&mut connection).await {
+        Ok(value) => Ok(to_json(value)),
+        Err(error) => match error.code() {
+            Some(code) => Err(Failure::Redis(match error.detail() {
+                Some(detail) => format!("{code} {detail}"),
+                None => code.to_owned(),
+            })),
+            None => {
+                *shared.connection.lock().await = None;
+                Err(Failure::Down(format!("Redis: {error}")))
+            }
+        },
+    }
+}
+
+fn to_json(value: redis::Value) -> Value {
+    match value {
+        redis::Value::Nil => Value::Null,
+        redis::Value::Int(number) => json!(number),
+        redis::Value::BulkString(bytes) => {
+            Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        redis::Value::SimpleString(text) => Value::String(text),
+        redis::Value::Okay => Value::String("OK".into()),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            Value::Array(items.into_iter().map(to_json).collect())
+        }
+        redis::Value::Double(number) => json!(number),
+        redis::Value::Boolean(flag) => json!(i64::from(flag)),
+        other => Value::String(format!("{other:?}")),
+    }
+}
+
+// ------------------------------------------------------------------ a Redis of one's own
+
+/// A redis-server this test started on a free port (for killing it), stopped on drop.
+pub struct RedisProcess {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisProcess {
+    /// Starts `redis-server` (on PATH: `infra/emulators.sh install`) without persistence.
+    pub fn start() -> Self {
+        let port = StdListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .unwrap_or_else(|error| panic!("no free port on 127.0.0.1: {error}"));
+        let mut process = Self { port, child: None };
+        process.restart();
+        process
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it the hard way (SIGKILL): no shutdown, no goodbye to clients.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same port and waits until it answers PING.
+    pub fn restart(&mut self) {
+        self.kill();
+        let port = self.port.to_string();
+        let child = Command::new("redis-server")
+            .args([
+                "--bind", "127.0.0.1", "--port", &port, "--save", "", "--appendonly", "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot start redis-server ({error}): install it with `bash infra/emulators.sh install`")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pings(self.port) {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not answer within 10 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn pings(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
