@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 use shared::adapters::Adapters;
-use shared::config::Config;
+use shared::config::{Config, ConfigError};
 use shared::handlers::health::Health;
 use shared::http::ApiError;
 
@@ -17,12 +17,13 @@ pub type Handler = Arc<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
 pub struct Functions(BTreeMap<&'static str, Handler>);
 
 impl Functions {
-    pub fn new(config: &Config, adapters: &Adapters) -> Self {
+    pub fn new(config: &Config, adapters: &Adapters) -> Result<Self, ConfigError> {
         let mut functions: BTreeMap<&'static str, Handler> = BTreeMap::new();
 
         let health = Arc::new(Health::new(
             Arc::clone(&adapters.store),
             Arc::clone(&adapters.webhook_queue),
+            shared::ratelimit::setup::upstash(config)?,
             config.health.clone(),
             config.version,
         ));
@@ -34,7 +35,7 @@ impl Functions {
             }),
         );
 
-        Self(functions)
+        Ok(Self(functions))
     }
 
     /// The handler of `function`. Every function the route table names has one: the

@@ -47,7 +47,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let adapters = adapters::build(config).await?;
-    let functions = Arc::new(Functions::new(config, &adapters));
+    let functions = Arc::new(Functions::new(config, &adapters)?);
     let app = router(functions).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), "listening");
     axum::serve(listener, app)

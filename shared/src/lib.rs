@@ -9,6 +9,7 @@ pub mod embedded_db;
 pub mod handlers;
 pub mod http;
 pub mod lambda;
+pub mod outbound;
 pub mod queue;
 pub mod ratelimit;
 pub mod routes;

@@ -10,7 +10,7 @@ use shared::ratelimit::cached::CachedLimiter;
 use shared::ratelimit::fallback::{FallbackLimiter, FallbackSettings, METRIC};
 use shared::ratelimit::gcra::{self, CHECK_SCRIPT};
 use shared::ratelimit::redis::RedisLimiter;
-use shared::ratelimit::upstash::{self, Script, Upstash, UpstashError};
+use shared::ratelimit::upstash::{Script, Upstash, UpstashError};
 use shared::ratelimit::{Check, Limiter, LimiterError, Rule, conformance};
 
 const T0: i64 = 1_700_000_000_000;
@@ -23,7 +23,7 @@ fn limiter(shim: &UpstashShim) -> RedisLimiter {
 /// Its timeout is generous: hundreds of requests in flight at once on a debug build on
 /// two cores are slow, and what is tested here is the count, not the latency.
 fn separate_limiter(shim: &UpstashShim) -> RedisLimiter {
-    let http = upstash::http_client(Duration::from_secs(5)).expect("an HTTP client");
+    let http = shared::outbound::http_client(Duration::from_secs(5)).expect("an HTTP client");
     let mut config = shim.config();
     config.request_timeout = Duration::from_secs(10);
     RedisLimiter::new(Upstash::with_http_client(config, http))

@@ -16,9 +16,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     let adapters = Adapters::aws(&config)
         .await
         .inspect_err(shared::lambda::log_init_error)?;
+    let limiter =
+        shared::ratelimit::setup::upstash(&config).inspect_err(shared::lambda::log_init_error)?;
     let health = Arc::new(Health::new(
         adapters.store,
         adapters.webhook_queue,
+        limiter,
         config.health.clone(),
         config.version,
     ));

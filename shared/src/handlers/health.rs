@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 use crate::config::HealthSettings;
 use crate::http::{ApiError, json};
 use crate::queue::{Queue, QueueStats};
+use crate::ratelimit::upstash::Upstash;
 use crate::store::{Key, Store};
 
 /// A check slower than this fails.
@@ -39,6 +40,9 @@ pub struct Check {
 pub struct Checks {
     pub store: Check,
     pub queue: Check,
+    /// The shared limiter's Redis, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limiter: Option<Check>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -53,6 +57,7 @@ pub struct Report {
 pub struct Health {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
+    limiter: Option<Upstash>,
     settings: HealthSettings,
     version: &'static str,
     started: Instant,
@@ -60,15 +65,18 @@ pub struct Health {
 }
 
 impl Health {
+    /// `limiter` is the Upstash client the shared limiter uses, if there is one.
     pub fn new(
         store: Arc<dyn Store>,
         queue: Arc<dyn Queue>,
+        limiter: Option<Upstash>,
         settings: HealthSettings,
         version: &'static str,
     ) -> Self {
         Self {
             store,
             queue,
+            limiter,
             settings,
             version,
             started: Instant::now(),
@@ -101,9 +109,11 @@ impl Health {
     }
 
     async fn check_all(&self) -> Report {
-        let (store, queue) = tokio::join!(self.check_store(), self.check_queue());
-        let healthy = [&store, &queue]
-            .iter()
+        let (store, queue, limiter) =
+            tokio::join!(self.check_store(), self.check_queue(), self.check_limiter());
+        let healthy = [Some(&store), Some(&queue), limiter.as_ref()]
+            .into_iter()
+            .flatten()
             .all(|check| check.status == Status::Ok);
         Report {
             status: if healthy {
@@ -116,7 +126,11 @@ impl Health {
             checked_at: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
-            checks: Checks { store, queue },
+            checks: Checks {
+                store,
+                queue,
+                limiter,
+            },
         }
     }
 
@@ -141,6 +155,29 @@ impl Health {
             reason,
             queue: None,
         }
+    }
+
+    async fn check_limiter(&self) -> Option<Check> {
+        let upstash = self.limiter.as_ref()?;
+        let (latency_ms, outcome) = timed(upstash.command(&["PING"])).await;
+        let reason = match outcome {
+            Some(Ok(_)) => None,
+            Some(Err(error)) => {
+                tracing::warn!(error = %error, "health: limiter check failed");
+                Some("unreachable")
+            }
+            None => Some("timed out"),
+        };
+        Some(Check {
+            status: if reason.is_none() {
+                Status::Ok
+            } else {
+                Status::Unhealthy
+            },
+            latency_ms,
+            reason,
+            queue: None,
+        })
     }
 
     async fn check_queue(&self) -> Check {
@@ -274,6 +311,7 @@ mod tests {
         let health = Health::new(
             f.store.clone(),
             f.queue.clone(),
+            None,
             settings(Duration::ZERO, 1000),
             "1.2.3",
         );
@@ -292,6 +330,7 @@ mod tests {
         let health = Health::new(
             f.store.clone(),
             f.queue.clone(),
+            None,
             settings(Duration::ZERO, 1000),
             "1",
         );
@@ -312,6 +351,7 @@ mod tests {
         let health = Health::new(
             f.store.clone(),
             f.queue.clone(),
+            None,
             settings(Duration::ZERO, 3),
             "1",
         );
@@ -327,6 +367,7 @@ mod tests {
         let cached = Health::new(
             f.store.clone(),
             f.queue.clone(),
+            None,
             settings(Duration::from_secs(60), 1000),
             "1",
         );
@@ -342,6 +383,7 @@ mod tests {
         let uncached = Health::new(
             f.store.clone(),
             f.queue.clone(),
+            None,
             settings(Duration::ZERO, 1000),
             "1",
         );
@@ -349,5 +391,28 @@ mod tests {
             get(&uncached).await;
         }
         assert_eq!(f.store.reads.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_limiter_redis_answers_503() {
+        let f = fixture(false);
+        let upstash = Upstash::new(crate::ratelimit::upstash::UpstashConfig {
+            url: "http://127.0.0.1:1".into(),
+            token: "token".into(),
+            connect_timeout: Duration::from_millis(200),
+            request_timeout: Duration::from_millis(300),
+        })
+        .unwrap();
+        let health = Health::new(
+            f.store.clone(),
+            f.queue.clone(),
+            Some(upstash),
+            settings(Duration::ZERO, 1000),
+            "1",
+        );
+        let (status, body) = get(&health).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["checks"]["limiter"]["status"], "unhealthy");
+        assert_eq!(body["checks"]["store"]["status"], "ok");
     }
 }

@@ -2,55 +2,55 @@
 
 use std::sync::Arc;
 
-use secrecy::SecretString;
-
+use super::Limiter;
 use super::cached::CachedLimiter;
 use super::fallback::{FallbackLimiter, FallbackSettings};
 use super::memory::MemoryLimiter;
 use super::redis::RedisLimiter;
 use super::upstash::{Upstash, UpstashConfig};
-use super::{Check, Limiter};
 use crate::config::{Config, ConfigError, RateLimitSettings};
 
 const TOKEN: &str = "UPSTASH_REDIS_REST_TOKEN";
+
+/// The Upstash client the configuration names, if UPSTASH_REDIS_REST_URL is set (then its
+/// token is required).
+pub fn upstash(config: &Config) -> Result<Option<Upstash>, ConfigError> {
+    let settings = &config.rate_limit;
+    let Some(url) = &settings.upstash_url else {
+        return Ok(None);
+    };
+    let token = config.secrets.require(TOKEN)?.clone();
+    Upstash::new(UpstashConfig {
+        url: url.to_string(),
+        token,
+        connect_timeout: settings.upstash_connect_timeout,
+        request_timeout: settings.upstash_timeout,
+    })
+    .map(Some)
+    .map_err(|error| ConfigError::Invalid {
+        name: "UPSTASH_REDIS_REST_URL",
+        reason: error.to_string(),
+    })
+}
 
 /// The shared limiter for a Lambda function: Redis through Upstash, behind the denial
 /// cache, with the per-instance fallback. Without UPSTASH_REDIS_REST_URL (or its token)
 /// it is an error: per-process limits would multiply the budget by the instance count.
 pub fn shared_limiter(config: &Config) -> Result<Arc<dyn Limiter>, ConfigError> {
-    let settings = &config.rate_limit;
-    let url = settings
-        .upstash_url
-        .clone()
-        .ok_or(ConfigError::Missing("UPSTASH_REDIS_REST_URL"))?;
-    let token = config.secrets.require(TOKEN)?.clone();
-    redis_limiter(settings, url.as_str(), token)
+    let upstash = upstash(config)?.ok_or(ConfigError::Missing("UPSTASH_REDIS_REST_URL"))?;
+    Ok(redis_limiter(&config.rate_limit, upstash))
 }
 
 /// The local runner's limiter: the shared one when UPSTASH_REDIS_REST_URL is set, else
 /// the embedded one (behind the same denial cache).
 pub fn local_limiter(config: &Config) -> Result<Arc<dyn Limiter>, ConfigError> {
-    if config.rate_limit.upstash_url.is_some() {
-        return shared_limiter(config);
-    }
-    Ok(Arc::new(CachedLimiter::new(Arc::new(MemoryLimiter::new()))))
+    Ok(match upstash(config)? {
+        Some(upstash) => redis_limiter(&config.rate_limit, upstash),
+        None => Arc::new(CachedLimiter::new(Arc::new(MemoryLimiter::new()))),
+    })
 }
 
-fn redis_limiter(
-    settings: &RateLimitSettings,
-    url: &str,
-    token: SecretString,
-) -> Result<Arc<dyn Limiter>, ConfigError> {
-    let upstash = Upstash::new(UpstashConfig {
-        url: url.to_owned(),
-        token,
-        connect_timeout: settings.upstash_connect_timeout,
-        request_timeout: settings.upstash_timeout,
-    })
-    .map_err(|error| ConfigError::Invalid {
-        name: "UPSTASH_REDIS_REST_URL",
-        reason: error.to_string(),
-    })?;
+fn redis_limiter(settings: &RateLimitSettings, upstash: Upstash) -> Arc<dyn Limiter> {
     let fallback = FallbackLimiter::new(
         Arc::new(RedisLimiter::new(upstash)),
         FallbackSettings {
@@ -59,22 +59,7 @@ fn redis_limiter(
             retry_primary_after: settings.fallback_retry_after,
         },
     );
-    Ok(Arc::new(CachedLimiter::new(Arc::new(fallback))))
-}
-
-/// The two limits every Mercado Livre API call is checked against, in one check: the
-/// application's global budget and the seller account's.
-pub fn mercadolivre_checks(settings: &RateLimitSettings, account: &str) -> [Check; 2] {
-    [
-        Check {
-            key: "ml:global".to_owned(),
-            rule: settings.mercadolivre_global,
-        },
-        Check {
-            key: format!("ml:account:{account}"),
-            rule: settings.mercadolivre_account,
-        },
-    ]
+    Arc::new(CachedLimiter::new(Arc::new(fallback)))
 }
 
 #[cfg(test)]
@@ -114,7 +99,7 @@ mod tests {
     async fn mercado_livre_calls_count_against_both_budgets() {
         let config = config(&[]);
         let limiter = local_limiter(&config).unwrap();
-        let checks = mercadolivre_checks(&config.rate_limit, "123");
+        let checks = crate::upstream::UpstreamLimits::from(&config.rate_limit).checks(123);
         let verdict = limiter.check(&checks, 0).await.unwrap();
         assert!(verdict.allowed);
         assert_eq!(verdict.limits[0].limit, 2000);

@@ -6,7 +6,6 @@
 //! The token is sent as a Bearer header and is never part of a Debug print, a log line or
 //! an error.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -85,26 +84,6 @@ impl Script {
     }
 }
 
-/// An HTTP client for Upstash with `connect_timeout`.
-pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, UpstashError> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|error| UpstashError::Unavailable(format!("HTTP client: {error}")))
-}
-
-/// The process's one HTTP client (its connections outlive a Lambda invocation, so warm
-/// invocations skip the TCP and TLS handshakes). The first caller's connect timeout wins.
-pub fn shared_http_client(connect_timeout: Duration) -> Result<reqwest::Client, UpstashError> {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    if let Some(client) = CLIENT.get() {
-        return Ok(client.clone());
-    }
-    let client = http_client(connect_timeout)?;
-    Ok(CLIENT.get_or_init(|| client).clone())
-}
-
 #[derive(Clone, Debug)]
 pub struct Upstash {
     command_url: String,
@@ -117,7 +96,8 @@ pub struct Upstash {
 impl Upstash {
     /// A client on the process's shared HTTP client.
     pub fn new(config: UpstashConfig) -> Result<Self, UpstashError> {
-        let http = shared_http_client(config.connect_timeout)?;
+        let http = crate::outbound::shared_http_client(config.connect_timeout)
+            .map_err(|error| UpstashError::Unavailable(format!("HTTP client: {error}")))?;
         Ok(Self::with_http_client(config, http))
     }
 

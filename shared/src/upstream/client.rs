@@ -54,7 +54,8 @@ impl From<&RateLimitSettings> for UpstreamLimits {
 }
 
 impl UpstreamLimits {
-    fn checks(&self, seller_id: u64) -> [Check; 2] {
+    /// The two limits a call for `seller_id` is checked against, in one check.
+    pub fn checks(&self, seller_id: u64) -> [Check; 2] {
         [
             Check {
                 key: GLOBAL_KEY.to_owned(),
@@ -66,19 +67,6 @@ impl UpstreamLimits {
             },
         ]
     }
-}
-
-/// The HTTP client to share by every caller in the process (connections are reused
-/// across warm invocations). Redirects are not followed: an API answer is never one.
-pub fn http_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        // Below the ~60 s after which load balancers drop idle connections, so a thawed
-        // Lambda rarely picks a dead one.
-        .pool_idle_timeout(Duration::from_secs(50))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("sellerhub/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// The Mercado Livre API client. Build one per process, at init.

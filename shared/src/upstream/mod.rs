@@ -14,7 +14,7 @@ mod retry_after;
 
 pub use backoff::RetryPolicy;
 pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState, Permit, Refusal};
-pub use client::{DEPENDENCY, GLOBAL_KEY, MercadoLivre, UpstreamLimits, account_key, http_client};
+pub use client::{DEPENDENCY, GLOBAL_KEY, MercadoLivre, UpstreamLimits, account_key};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Disposition, UnavailableCause, UpstreamError};
 pub use questions::{Answer, Asker, Question, QuestionStatus};

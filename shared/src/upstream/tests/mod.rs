@@ -51,7 +51,7 @@ async fn harness_with(configure: impl FnOnce(&mut MercadoLivreSettings)) -> Harn
     configure(&mut settings);
     let limiter = Arc::new(RecordingLimiter::default());
     let clock = Arc::new(ManualClock::at(NOW_MS));
-    let http = http_client(Duration::from_secs(1)).unwrap();
+    let http = crate::outbound::http_client(Duration::from_secs(1)).unwrap();
     let client =
         MercadoLivre::new(http, &settings, limits(), limiter.clone()).with_clock(clock.clone());
     Harness {
@@ -485,7 +485,7 @@ async fn get_json_follows_notification_resources_under_the_api_base_only() {
     let (api, root) = MockApi::start().await;
     let settings = settings(&format!("{root}/sandbox/ml/"));
     let client = MercadoLivre::new(
-        http_client(Duration::from_secs(1)).unwrap(),
+        crate::outbound::http_client(Duration::from_secs(1)).unwrap(),
         &settings,
         limits(),
         h.limiter.clone(),
