@@ -7,10 +7,8 @@
 //! Every table and queue gets a unique name, so tests can share one moto process
 //! concurrently and never need a reset.
 
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::types::{
@@ -20,43 +18,17 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_norway::Value;
 
-const NOT_SET: &str = "MOTO_ENDPOINT not set: run the README's test command, which starts moto";
-
 /// moto's base URL, from `MOTO_ENDPOINT`. Panics when it is unset or nothing answers
 /// there.
 pub fn endpoint() -> String {
     static CHECKED: OnceLock<String> = OnceLock::new();
     CHECKED
         .get_or_init(|| {
-            let endpoint = std::env::var("MOTO_ENDPOINT")
-                .ok()
-                .filter(|value| !value.trim().is_empty())
-                .unwrap_or_else(|| panic!("{NOT_SET}"));
-            assert_answers(&endpoint);
-            endpoint.trim_end_matches('/').to_owned()
+            crate::emulator::required("MOTO_ENDPOINT", "moto")
+                .trim_end_matches('/')
+                .to_owned()
         })
         .clone()
-}
-
-fn assert_answers(endpoint: &str) {
-    let uri: http::Uri = endpoint
-        .parse()
-        .unwrap_or_else(|error| panic!("MOTO_ENDPOINT={endpoint} is not a URL: {error}"));
-    let host = uri
-        .host()
-        .unwrap_or_else(|| panic!("MOTO_ENDPOINT={endpoint} has no host"));
-    let port = uri.port_u16().unwrap_or(80);
-    let addresses: Vec<_> = (host, port)
-        .to_socket_addrs()
-        .unwrap_or_else(|error| panic!("MOTO_ENDPOINT={endpoint}: cannot resolve {host}: {error}"))
-        .collect();
-    let answers = addresses
-        .iter()
-        .any(|address| TcpStream::connect_timeout(address, Duration::from_secs(2)).is_ok());
-    assert!(
-        answers,
-        "moto does not answer at MOTO_ENDPOINT={endpoint}: run the README's test command, which starts moto"
-    );
 }
 
 /// The SDK configuration for moto: its endpoint, us-east-1, dummy credentials.

@@ -10,7 +10,7 @@
 //! `REDIS_URL` (set by `infra/test.sh`) names the Redis; without it, or when nothing
 //! answers there, the helpers panic: a run meant to test real Redis must fail, never skip.
 
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpListener as StdListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,40 +27,9 @@ use serde_json::{Value, json};
 use shared::ratelimit::upstash::UpstashConfig;
 use tokio::sync::Mutex;
 
-const NOT_SET: &str =
-    "REDIS_URL not set: run the README's test command (infra/test.sh), which starts redis-server";
-
 /// The Redis under test, from `REDIS_URL`. Panics when it is unset or nothing answers.
 pub fn redis_url() -> String {
-    let url = std::env::var("REDIS_URL")
-        .ok()
-        .filter(|value| !value.trim().is_empty())
-        .unwrap_or_else(|| panic!("{NOT_SET}"));
-    assert_answers(&url);
-    url
-}
-
-fn assert_answers(url: &str) {
-    let address = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .rsplit('@')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let addresses: Vec<SocketAddr> = address
-        .to_socket_addrs()
-        .unwrap_or_else(|error| panic!("REDIS_URL={url}: cannot resolve {address}: {error}"))
-        .collect();
-    let answers = addresses
-        .iter()
-        .any(|address| TcpStream::connect_timeout(address, Duration::from_secs(2)).is_ok());
-    assert!(
-        answers,
-        "redis-server does not answer at REDIS_URL={url}: run the README's test command (infra/test.sh)"
-    );
+    crate::emulator::required("REDIS_URL", "redis-server")
 }
 
 struct Shared {

@@ -287,11 +287,25 @@ mod tests {
         }
     }
 
-    fn settings(cache_for: Duration, max_waiting: u64) -> HealthSettings {
-        HealthSettings {
-            cache_for,
-            max_waiting,
-            max_dead_letters: 100,
+    impl Fixture {
+        fn health(
+            &self,
+            limiter: Option<Upstash>,
+            cache_for: Duration,
+            max_waiting: u64,
+        ) -> Health {
+            let settings = HealthSettings {
+                cache_for,
+                max_waiting,
+                max_dead_letters: 100,
+            };
+            Health::new(
+                self.store.clone(),
+                self.queue.clone(),
+                limiter,
+                settings,
+                "1.2.3",
+            )
         }
     }
 
@@ -308,13 +322,7 @@ mod tests {
     #[tokio::test]
     async fn healthy_dependencies_answer_200_with_their_latency() {
         let f = fixture(false);
-        let health = Health::new(
-            f.store.clone(),
-            f.queue.clone(),
-            None,
-            settings(Duration::ZERO, 1000),
-            "1.2.3",
-        );
+        let health = f.health(None, Duration::ZERO, 1000);
         let (status, body) = get(&health).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "ok");
@@ -327,13 +335,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_dependency_answers_503_without_its_internals() {
         let f = fixture(true);
-        let health = Health::new(
-            f.store.clone(),
-            f.queue.clone(),
-            None,
-            settings(Duration::ZERO, 1000),
-            "1",
-        );
+        let health = f.health(None, Duration::ZERO, 1000);
         let (status, body) = get(&health).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["status"], "unhealthy");
@@ -348,13 +350,7 @@ mod tests {
         let f = fixture(false);
         let messages = (0..3).map(|n| OutMessage::new(format!("m{n}"))).collect();
         f.queue.send_batch(messages).await.unwrap();
-        let health = Health::new(
-            f.store.clone(),
-            f.queue.clone(),
-            None,
-            settings(Duration::ZERO, 3),
-            "1",
-        );
+        let health = f.health(None, Duration::ZERO, 3);
         let (status, body) = get(&health).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["checks"]["queue"]["reason"], "backlog");
@@ -364,13 +360,7 @@ mod tests {
     #[tokio::test]
     async fn results_are_cached_for_the_configured_time() {
         let f = fixture(false);
-        let cached = Health::new(
-            f.store.clone(),
-            f.queue.clone(),
-            None,
-            settings(Duration::from_secs(60), 1000),
-            "1",
-        );
+        let cached = f.health(None, Duration::from_secs(60), 1000);
         for _ in 0..3 {
             assert_eq!(get(&cached).await.0, StatusCode::OK);
         }
@@ -380,13 +370,7 @@ mod tests {
             "one probe serves the cache time"
         );
 
-        let uncached = Health::new(
-            f.store.clone(),
-            f.queue.clone(),
-            None,
-            settings(Duration::ZERO, 1000),
-            "1",
-        );
+        let uncached = f.health(None, Duration::ZERO, 1000);
         for _ in 0..3 {
             get(&uncached).await;
         }
@@ -403,13 +387,7 @@ mod tests {
             request_timeout: Duration::from_millis(300),
         })
         .unwrap();
-        let health = Health::new(
-            f.store.clone(),
-            f.queue.clone(),
-            Some(upstash),
-            settings(Duration::ZERO, 1000),
-            "1",
-        );
+        let health = f.health(Some(upstash), Duration::ZERO, 1000);
         let (status, body) = get(&health).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["checks"]["limiter"]["status"], "unhealthy");
