@@ -135,71 +135,23 @@ impl Health {
     }
 
     async fn check_store(&self) -> Check {
-        let probe = Key::new("health", "probe");
-        let (latency_ms, outcome) = timed(self.store.get(&probe)).await;
-        let reason = match outcome {
-            Some(Ok(_)) => None,
-            Some(Err(error)) => {
-                tracing::warn!(error = %error, "health: store check failed");
-                Some("unreachable")
-            }
-            None => Some("timed out"),
-        };
-        Check {
-            status: if reason.is_none() {
-                Status::Ok
-            } else {
-                Status::Unhealthy
-            },
-            latency_ms,
-            reason,
-            queue: None,
-        }
+        probe("store", self.store.get(&Key::new("health", "probe")))
+            .await
+            .0
     }
 
     async fn check_limiter(&self) -> Option<Check> {
         let upstash = self.limiter.as_ref()?;
-        let (latency_ms, outcome) = timed(upstash.command(&["PING"])).await;
-        let reason = match outcome {
-            Some(Ok(_)) => None,
-            Some(Err(error)) => {
-                tracing::warn!(error = %error, "health: limiter check failed");
-                Some("unreachable")
-            }
-            None => Some("timed out"),
-        };
-        Some(Check {
-            status: if reason.is_none() {
-                Status::Ok
-            } else {
-                Status::Unhealthy
-            },
-            latency_ms,
-            reason,
-            queue: None,
-        })
+        Some(probe("limiter", upstash.command(&["PING"])).await.0)
     }
 
     async fn check_queue(&self) -> Check {
-        let (latency_ms, outcome) = timed(self.queue.stats()).await;
-        let (reason, stats) = match outcome {
-            Some(Ok(stats)) => (self.queue_verdict(&stats), Some(stats)),
-            Some(Err(error)) => {
-                tracing::warn!(error = %error, "health: queue check failed");
-                (Some("unreachable"), None)
-            }
-            None => (Some("timed out"), None),
-        };
-        Check {
-            status: if reason.is_none() {
-                Status::Ok
-            } else {
-                Status::Unhealthy
-            },
-            latency_ms,
-            reason,
-            queue: stats,
+        let (mut check, stats) = probe("queue", self.queue.stats()).await;
+        if let Some(stats) = stats {
+            check = check.failing(self.queue_verdict(&stats));
+            check.queue = Some(stats);
         }
+        check
     }
 
     /// Healthy while fewer than `max_waiting` wait and fewer than `max_dead_letters` died.
@@ -214,12 +166,40 @@ impl Health {
     }
 }
 
-/// Runs a check under [`CHECK_TIMEOUT`]; None when it timed out.
-async fn timed<F: std::future::Future>(check: F) -> (f64, Option<F::Output>) {
+/// Runs `dependency`'s probe under [`CHECK_TIMEOUT`]: its check, and what it answered.
+async fn probe<T, E: std::fmt::Display>(
+    dependency: &'static str,
+    probe: impl std::future::Future<Output = Result<T, E>>,
+) -> (Check, Option<T>) {
     let started = Instant::now();
-    let outcome = tokio::time::timeout(CHECK_TIMEOUT, check).await.ok();
+    let outcome = tokio::time::timeout(CHECK_TIMEOUT, probe).await;
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
-    (latency_ms, outcome)
+    let (reason, answer) = match outcome {
+        Ok(Ok(answer)) => (None, Some(answer)),
+        Ok(Err(error)) => {
+            tracing::warn!(dependency, error = %error, "health check failed");
+            (Some("unreachable"), None)
+        }
+        Err(_) => (Some("timed out"), None),
+    };
+    let check = Check {
+        status: Status::Ok,
+        latency_ms,
+        reason: None,
+        queue: None,
+    };
+    (check.failing(reason), answer)
+}
+
+impl Check {
+    /// This check, unhealthy for `reason` if there is one.
+    fn failing(mut self, reason: Option<&'static str>) -> Self {
+        if reason.is_some() {
+            self.status = Status::Unhealthy;
+            self.reason = reason;
+        }
+        self
+    }
 }
 
 #[cfg(test)]
