@@ -140,6 +140,28 @@ pub enum ConfigError {
 struct Vars<F>(F);
 
 impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    /// A count of at least 1.
+    fn count(&self, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+        match self.parsed(name, default)? {
+            0 => Err(ConfigError::Invalid {
+                name,
+                reason: "must be at least 1".into(),
+            }),
+            count => Ok(count),
+        }
+    }
+
+    /// A duration in whole milliseconds, at least 1.
+    fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        match self.parsed(name, default)? {
+            0 => Err(ConfigError::Invalid {
+                name,
+                reason: "must be at least 1".into(),
+            }),
+            millis => Ok(Duration::from_millis(millis)),
+        }
+    }
+
     fn text(&self, name: &'static str) -> Option<String> {
         (self.0)(name)
             .map(|value| value.trim().to_owned())
@@ -246,16 +268,9 @@ impl Config {
                 queue_url: vars.required("WEBHOOK_QUEUE_URL")?,
                 dead_letter_url: vars.text("WEBHOOK_DLQ_URL"),
             },
-            _ => {
-                let max_receive_count = vars.parsed("QUEUE_MAX_RECEIVE_COUNT", 5u32)?;
-                if max_receive_count == 0 {
-                    return Err(ConfigError::Invalid {
-                        name: "QUEUE_MAX_RECEIVE_COUNT",
-                        reason: "must be at least 1".into(),
-                    });
-                }
-                QueueBackend::Embedded { max_receive_count }
-            }
+            _ => QueueBackend::Embedded {
+                max_receive_count: vars.count("QUEUE_MAX_RECEIVE_COUNT", 5)?,
+            },
         };
 
         let host: std::net::IpAddr = vars.parsed("HOST", std::net::IpAddr::from([127, 0, 0, 1]))?;
@@ -317,28 +332,10 @@ impl Config {
 fn mercadolivre_settings<F: Fn(&str) -> Option<String>>(
     vars: &Vars<F>,
 ) -> Result<MercadoLivreSettings, ConfigError> {
-    let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
-        match vars.parsed(name, default)? {
-            0 => Err(ConfigError::Invalid {
-                name,
-                reason: "must be at least 1".into(),
-            }),
-            millis => Ok(Duration::from_millis(millis)),
-        }
-    };
-    let at_least_one = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
-        match vars.parsed(name, default)? {
-            0 => Err(ConfigError::Invalid {
-                name,
-                reason: "must be at least 1".into(),
-            }),
-            count => Ok(count),
-        }
-    };
     let retry = crate::upstream::RetryPolicy {
-        max_attempts: at_least_one("MERCADOLIVRE_MAX_ATTEMPTS", 3)?,
-        base_delay: millis("MERCADOLIVRE_RETRY_BASE_MS", 200)?,
-        max_delay: millis("MERCADOLIVRE_RETRY_MAX_MS", 5000)?,
+        max_attempts: vars.count("MERCADOLIVRE_MAX_ATTEMPTS", 3)?,
+        base_delay: vars.millis("MERCADOLIVRE_RETRY_BASE_MS", 200)?,
+        max_delay: vars.millis("MERCADOLIVRE_RETRY_MAX_MS", 5000)?,
     };
     if retry.max_delay < retry.base_delay {
         return Err(ConfigError::Invalid {
@@ -353,12 +350,12 @@ fn mercadolivre_settings<F: Fn(&str) -> Option<String>>(
             "MERCADOLIVRE_AUTH_URL",
             "https://auth.mercadolivre.com.br",
         )?,
-        call_timeout: millis("MERCADOLIVRE_TIMEOUT_MS", 5000)?,
+        call_timeout: vars.millis("MERCADOLIVRE_TIMEOUT_MS", 5000)?,
         retry,
         breaker: crate::upstream::BreakerPolicy {
-            failure_threshold: at_least_one("MERCADOLIVRE_BREAKER_FAILURES", 5)?,
-            open_for: millis("MERCADOLIVRE_BREAKER_OPEN_MS", 30_000)?,
-            success_threshold: at_least_one("MERCADOLIVRE_BREAKER_SUCCESSES", 3)?,
+            failure_threshold: vars.count("MERCADOLIVRE_BREAKER_FAILURES", 5)?,
+            open_for: vars.millis("MERCADOLIVRE_BREAKER_OPEN_MS", 30_000)?,
+            success_threshold: vars.count("MERCADOLIVRE_BREAKER_SUCCESSES", 3)?,
         },
     })
 }
@@ -366,15 +363,6 @@ fn mercadolivre_settings<F: Fn(&str) -> Option<String>>(
 fn rate_limit_settings<F: Fn(&str) -> Option<String>>(
     vars: &Vars<F>,
 ) -> Result<RateLimitSettings, ConfigError> {
-    let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
-        match vars.parsed(name, default)? {
-            0 => Err(ConfigError::Invalid {
-                name,
-                reason: "must be at least 1".into(),
-            }),
-            millis => Ok(Duration::from_millis(millis)),
-        }
-    };
     let hourly = |limit_name: &'static str,
                   limit: u32,
                   burst_name: &'static str,
@@ -413,8 +401,8 @@ fn rate_limit_settings<F: Fn(&str) -> Option<String>>(
     };
     Ok(RateLimitSettings {
         upstash_url,
-        upstash_connect_timeout: millis("UPSTASH_CONNECT_TIMEOUT_MS", 300)?,
-        upstash_timeout: millis("UPSTASH_TIMEOUT_MS", 1000)?,
+        upstash_connect_timeout: vars.millis("UPSTASH_CONNECT_TIMEOUT_MS", 300)?,
+        upstash_timeout: vars.millis("UPSTASH_TIMEOUT_MS", 1000)?,
         // Bursts: see README's configuration table (a burst lowers the sustained rate).
         mercadolivre_global: hourly(
             "RATE_LIMIT_ML_GLOBAL_PER_HOUR",
@@ -429,7 +417,7 @@ fn rate_limit_settings<F: Fn(&str) -> Option<String>>(
             20,
         )?,
         fallback_share,
-        fallback_retry_after: millis("RATE_LIMIT_FALLBACK_RETRY_MS", 5000)?,
+        fallback_retry_after: vars.millis("RATE_LIMIT_FALLBACK_RETRY_MS", 5000)?,
     })
 }
 
