@@ -182,9 +182,20 @@ impl MercadoLivre {
         seller_id: u64,
         path: &str,
     ) -> Result<T, UpstreamError> {
+        self.get("GetResource", access_token, seller_id, path).await
+    }
+
+    /// GET `path` under the API base, counted in metrics as `operation`.
+    pub(super) async fn get<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        access_token: &SecretString,
+        seller_id: u64,
+        path: &str,
+    ) -> Result<T, UpstreamError> {
         let url = self.url(path)?;
         self.call(&Call {
-            operation: "GetResource",
+            operation,
             method: Method::GET,
             url,
             access_token,

@@ -64,16 +64,9 @@ impl MercadoLivre {
         seller_id: u64,
         question_id: u64,
     ) -> Result<Question, UpstreamError> {
-        let url = self.url(&format!("/questions/{question_id}"))?;
-        self.call(&Call {
-            operation: "GetQuestion",
-            method: Method::GET,
-            url,
-            access_token,
-            seller_id,
-            body: None,
-        })
-        .await
+        let path = format!("/questions/{question_id}");
+        self.get("GetQuestion", access_token, seller_id, &path)
+            .await
     }
 
     /// Posts `text` as the answer; Mercado Livre returns the question, answered. Not
