@@ -48,8 +48,4 @@ impl Functions {
             ),
         }
     }
-
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.0.keys().copied()
-    }
 }

@@ -102,10 +102,6 @@ impl Secrets {
     pub fn require(&self, name: &'static str) -> Result<&SecretString, ConfigError> {
         self.get(name).ok_or(ConfigError::Missing(name))
     }
-
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.0.keys().copied()
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -321,12 +317,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// Whether any adapter talks to AWS (and so needs the SDK's configuration).
-    pub fn uses_aws(&self) -> bool {
-        matches!(self.store, StoreBackend::DynamoDb { .. })
-            || matches!(self.queue, QueueBackend::Sqs { .. })
-    }
 }
 
 fn mercadolivre_settings<F: Fn(&str) -> Option<String>>(
@@ -501,7 +491,6 @@ mod tests {
                 dead_letter_url: Some("http://d".into())
             }
         );
-        assert!(config.uses_aws());
     }
 
     #[test]

@@ -15,10 +15,3 @@ pub const ROUTES: &[Route] = &[Route {
     path: "/health",
     function: "health",
 }];
-
-/// The route a request's method and resource path belong to.
-pub fn find(method: &str, path: &str) -> Option<&'static Route> {
-    ROUTES
-        .iter()
-        .find(|route| route.method.eq_ignore_ascii_case(method) && route.path == path)
-}
