@@ -1,7 +1,8 @@
 //! The call pipeline every Mercado Livre request goes through, one attempt at a time:
-//! circuit breaker → limiter (global + per-account, atomically) → HTTP with a timeout →
-//! classification; transient failures are retried with backoff. Each attempt consumes
-//! limiter budget, as each one counts against Mercado Livre's limits.
+//! circuit breaker → limiter (global + per-account, atomically; global only before the
+//! account is known) → HTTP with a timeout → classification; transient failures are
+//! retried with backoff. Each attempt consumes limiter budget, as each one counts against
+//! Mercado Livre's limits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,15 +58,29 @@ impl UpstreamLimits {
     /// The two limits a call for `seller_id` is checked against, in one check.
     pub fn checks(&self, seller_id: u64) -> [Check; 2] {
         [
-            Check {
-                key: GLOBAL_KEY.to_owned(),
-                rule: self.global,
-            },
+            self.global_check(),
             Check {
                 key: account_key(seller_id),
                 rule: self.per_account,
             },
         ]
+    }
+
+    /// The one limit a call on no account's behalf is checked against: the exchange of
+    /// an authorization code, made before the seller's account is known.
+    pub fn global_check(&self) -> Check {
+        Check {
+            key: GLOBAL_KEY.to_owned(),
+            rule: self.global,
+        }
+    }
+
+    /// What a call for `seller_id` (or for no account yet) is checked against.
+    fn checks_for(&self, seller_id: Option<u64>) -> Vec<Check> {
+        match seller_id {
+            Some(seller_id) => self.checks(seller_id).into(),
+            None => vec![self.global_check()],
+        }
     }
 }
 
@@ -100,9 +115,73 @@ pub(super) struct Call<'a> {
     pub operation: &'static str,
     pub method: Method,
     pub url: Url,
-    pub access_token: &'a SecretString,
-    pub seller_id: u64,
-    pub body: Option<serde_json::Value>,
+    pub auth: Auth<'a>,
+    /// The seller account the call is made for: its budget is checked along with the
+    /// global one, and a 429 blocks it. `None` only before the account is known.
+    pub seller_id: Option<u64>,
+    pub body: Body<'a>,
+}
+
+/// How a request is authorised, which also says what a refusal means.
+#[derive(Clone, Copy)]
+pub(super) enum Auth<'a> {
+    /// On a seller's behalf, with their access token as a bearer: a 401 means the token
+    /// was refused ([`UpstreamError::Unauthorized`]).
+    Bearer(&'a SecretString),
+    /// The token endpoint: the application's credentials travel in the form body and no
+    /// Authorization header is sent. A 4xx `invalid_grant` is
+    /// [`UpstreamError::InvalidGrant`]; any other refusal (a 401 `invalid_client`
+    /// included) is [`UpstreamError::Rejected`].
+    TokenEndpoint,
+}
+
+/// A request's body.
+pub(super) enum Body<'a> {
+    Empty,
+    Json(serde_json::Value),
+    /// `application/x-www-form-urlencoded`, fields in this order.
+    Form(&'a [FormField<'a>]),
+}
+
+/// One field of a form body. No `Debug`: values may be secrets.
+pub(super) struct FormField<'a> {
+    pub name: &'static str,
+    pub value: &'a str,
+    /// Scrubbed from any error message Mercado Livre sends back (besides the redactor's
+    /// masking of token shapes).
+    pub secret: bool,
+}
+
+impl<'a> FormField<'a> {
+    pub fn plain(name: &'static str, value: &'a str) -> Self {
+        FormField {
+            name,
+            value,
+            secret: false,
+        }
+    }
+
+    pub fn secret(name: &'static str, value: &'a str) -> Self {
+        FormField {
+            name,
+            value,
+            secret: true,
+        }
+    }
+}
+
+impl Call<'_> {
+    /// The secret values the request carries in its body.
+    fn body_secrets(&self) -> Vec<&str> {
+        match &self.body {
+            Body::Form(fields) => fields
+                .iter()
+                .filter(|field| field.secret && !field.value.is_empty())
+                .map(|field| field.value)
+                .collect(),
+            Body::Empty | Body::Json(_) => Vec::new(),
+        }
+    }
 }
 
 /// An attempt's failure and whether another attempt may follow.
@@ -198,9 +277,9 @@ impl MercadoLivre {
             operation,
             method: Method::GET,
             url,
-            access_token,
-            seller_id,
-            body: None,
+            auth: Auth::Bearer(access_token),
+            seller_id: Some(seller_id),
+            body: Body::Empty,
         })
         .await
     }
@@ -230,9 +309,21 @@ impl MercadoLivre {
         &self,
         call: &Call<'_>,
     ) -> Result<T, UpstreamError> {
+        let body = self.call_bytes(call).await?;
+        serde_json::from_slice(&body).map_err(|error| {
+            UpstreamError::Malformed(format!(
+                "{}: {}",
+                call.operation,
+                redact::redact_text(&error.to_string())
+            ))
+        })
+    }
+
+    /// Makes `call` with retries, and returns the body of its successful answer.
+    pub(super) async fn call_bytes(&self, call: &Call<'_>) -> Result<Vec<u8>, UpstreamError> {
         let idempotent = call.method.is_idempotent();
         let max_delay = self.retry.max_delay;
-        let body = (|| self.attempt(call))
+        (|| self.attempt(call))
             .retry(self.retry.backoff())
             .when(|failure: &Failure| failure.may_retry(idempotent))
             .adjust(|failure: &Failure, next: Option<Duration>| {
@@ -255,14 +346,7 @@ impl MercadoLivre {
                 );
             })
             .await
-            .map_err(|failure| failure.error)?;
-        serde_json::from_slice(&body).map_err(|error| {
-            UpstreamError::Malformed(format!(
-                "{}: {}",
-                call.operation,
-                redact::redact_text(&error.to_string())
-            ))
-        })
+            .map_err(|failure| failure.error)
     }
 
     async fn attempt(&self, call: &Call<'_>) -> Result<Vec<u8>, Failure> {
@@ -282,7 +366,7 @@ impl MercadoLivre {
             }
         };
 
-        let checks = self.limits.checks(call.seller_id);
+        let checks = self.limits.checks_for(call.seller_id);
         let verdict = self
             .limiter
             .check(&checks, self.clock.now_ms())
@@ -336,11 +420,24 @@ impl MercadoLivre {
         let mut request = self
             .http
             .request(call.method.clone(), call.url.clone())
-            .bearer_auth(call.access_token.expose_secret())
             .header(http::header::ACCEPT, "application/json")
             .timeout(self.call_timeout);
-        if let Some(body) = &call.body {
-            request = request.json(body);
+        match call.auth {
+            Auth::Bearer(access_token) => {
+                request = request.bearer_auth(access_token.expose_secret());
+            }
+            Auth::TokenEndpoint => {}
+        }
+        match &call.body {
+            Body::Empty => {}
+            Body::Json(body) => request = request.json(body),
+            Body::Form(fields) => {
+                let pairs: Vec<(&str, &str)> = fields
+                    .iter()
+                    .map(|field| (field.name, field.value))
+                    .collect();
+                request = request.form(&pairs);
+            }
         }
         let response = request.send().await?;
         let status = response.status();
@@ -384,32 +481,55 @@ impl MercadoLivre {
             // Being throttled says nothing about Mercado Livre's health.
             drop(permit);
             let retry_after = retry_after.unwrap_or(DEFAULT_THROTTLE).max(MIN_THROTTLE);
-            self.block_account(call, retry_after, now_ms).await;
+            match call.seller_id {
+                Some(seller_id) => {
+                    self.block_account(call, seller_id, retry_after, now_ms)
+                        .await;
+                }
+                // No account to block yet (a code exchange): the caller defers.
+                None => tracing::warn!(
+                    dependency = DEPENDENCY,
+                    operation = call.operation,
+                    retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+                    "throttled by Mercado Livre"
+                ),
+            }
             return Err(Failure::last(UpstreamError::RateLimited { retry_after }));
         }
         permit.succeeded(now_ms);
         if status.is_success() {
             return Ok(reply.body);
         }
+        let token_endpoint = matches!(call.auth, Auth::TokenEndpoint);
         Err(Failure::last(match status {
-            StatusCode::UNAUTHORIZED => UpstreamError::Unauthorized,
+            _ if token_endpoint && status.is_client_error() && is_invalid_grant(&reply.body) => {
+                UpstreamError::InvalidGrant
+            }
+            // Only a bearer token can be "the access token refused".
+            StatusCode::UNAUTHORIZED if !token_endpoint => UpstreamError::Unauthorized,
             StatusCode::NOT_FOUND => UpstreamError::NotFound,
             _ => UpstreamError::Rejected {
                 status: status.as_u16(),
-                message: error_message(&reply.body),
+                message: error_message(&reply.body, &call.body_secrets()),
             },
         }))
     }
 
     /// Stops every instance from calling for this account until the wait is over.
-    async fn block_account(&self, call: &Call<'_>, retry_after: Duration, now_ms: i64) {
+    async fn block_account(
+        &self,
+        call: &Call<'_>,
+        seller_id: u64,
+        retry_after: Duration,
+        now_ms: i64,
+    ) {
         let wait_ms = i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX);
         let until_ms = now_ms.saturating_add(wait_ms);
-        let key = account_key(call.seller_id);
+        let key = account_key(seller_id);
         tracing::warn!(
             dependency = DEPENDENCY,
             operation = call.operation,
-            seller_id = call.seller_id,
+            seller_id,
             retry_after_ms = wait_ms,
             "throttled by Mercado Livre: blocking the account"
         );
@@ -431,15 +551,23 @@ fn describe(error: &reqwest::Error) -> String {
     redact::redact_text(&text).into_owned()
 }
 
-/// The readable part of a Mercado Livre error body (`{"message", "error", "status",
-/// "cause"}`), short and redacted.
-fn error_message(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct ErrorBody {
-        message: Option<String>,
-        error: Option<String>,
-    }
-    let text = match serde_json::from_slice::<ErrorBody>(body) {
+/// A Mercado Livre error body: `{"message", "error", "status", "cause"}`.
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+    error: Option<String>,
+}
+
+/// Whether a token endpoint refusal says the grant (code or refresh token) is dead.
+fn is_invalid_grant(body: &[u8]) -> bool {
+    serde_json::from_slice::<ErrorBody>(body)
+        .is_ok_and(|body| body.error.as_deref() == Some("invalid_grant"))
+}
+
+/// The readable part of a Mercado Livre error body, short and redacted, with each of
+/// `secrets` (values the request carried) scrubbed before anything is cut.
+fn error_message(body: &[u8], secrets: &[&str]) -> String {
+    let mut text = match serde_json::from_slice::<ErrorBody>(body) {
         Ok(ErrorBody {
             message: Some(message),
             error: Some(error),
@@ -453,6 +581,11 @@ fn error_message(body: &[u8]) -> String {
         }) => text,
         _ => format!("a {}-byte body that is not an error object", body.len()),
     };
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        if text.contains(secret) {
+            text = text.replace(secret, redact::REDACTED);
+        }
+    }
     redact::redact_text(&text).chars().take(200).collect()
 }
 

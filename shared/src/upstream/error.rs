@@ -33,6 +33,11 @@ pub enum UpstreamError {
     },
     #[error("Mercado Livre refused the access token")]
     Unauthorized,
+    /// The token endpoint refused the grant (`invalid_grant`): the authorization code or
+    /// refresh token is expired, revoked or already used. Retrying or refreshing cannot
+    /// help: the seller needs to reconnect (log in with Mercado Livre again).
+    #[error("Mercado Livre refused the grant (invalid_grant): the seller needs to reconnect")]
+    InvalidGrant,
     #[error("not found on Mercado Livre")]
     NotFound,
     #[error("Mercado Livre rejected the request with status {status}: {message}")]
@@ -74,7 +79,8 @@ impl UpstreamError {
             }
             | UpstreamError::Limiter(_) => Disposition::Retry,
             UpstreamError::Unauthorized => Disposition::Reauthorize,
-            UpstreamError::NotFound
+            UpstreamError::InvalidGrant
+            | UpstreamError::NotFound
             | UpstreamError::Rejected { .. }
             | UpstreamError::Malformed(_)
             | UpstreamError::InvalidPath(_) => Disposition::GiveUp,
@@ -122,6 +128,7 @@ mod tests {
                 Disposition::Retry,
             ),
             (UpstreamError::Unauthorized, Disposition::Reauthorize),
+            (UpstreamError::InvalidGrant, Disposition::GiveUp),
             (UpstreamError::NotFound, Disposition::GiveUp),
             (
                 UpstreamError::Rejected {

@@ -2,13 +2,15 @@
 //! application's and the seller account's budgets, checked atomically), a circuit
 //! breaker and a per-call timeout; transient failures are retried with exponential
 //! backoff and full jitter; a 429 blocks the account in the limiter for every instance.
-//! Errors say what the caller should do next ([`UpstreamError::disposition`]).
+//! Errors say what the caller should do next ([`UpstreamError::disposition`]). The
+//! OAuth calls (code exchange, refresh, `/users/me`) go through the same pipeline.
 
 mod backoff;
 mod breaker;
 mod client;
 mod clock;
 mod error;
+mod oauth;
 mod questions;
 mod retry_after;
 
@@ -17,6 +19,7 @@ pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState, Permit, Refusal};
 pub use client::{DEPENDENCY, GLOBAL_KEY, MercadoLivre, UpstreamLimits, account_key};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Disposition, UnavailableCause, UpstreamError};
+pub use oauth::{ClientCredentials, SellerIdentity, TokenSet};
 pub use questions::{Answer, Asker, Question, QuestionStatus};
 pub use retry_after::{MAX_RETRY_AFTER, parse as parse_retry_after};
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::client::{Call, MercadoLivre};
+use super::client::{Auth, Body, Call, MercadoLivre};
 use super::error::UpstreamError;
 
 /// A question as `GET /questions/{id}` returns it.
@@ -83,9 +83,9 @@ impl MercadoLivre {
             operation: "AnswerQuestion",
             method: Method::POST,
             url,
-            access_token,
-            seller_id,
-            body: Some(serde_json::json!({ "question_id": question_id, "text": text })),
+            auth: Auth::Bearer(access_token),
+            seller_id: Some(seller_id),
+            body: Body::Json(serde_json::json!({ "question_id": question_id, "text": text })),
         })
         .await
     }

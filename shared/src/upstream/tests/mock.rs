@@ -46,6 +46,8 @@ pub struct Recorded {
     /// Path and query.
     pub target: String,
     pub authorization: Option<String>,
+    pub content_type: Option<String>,
+    pub accept: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -91,11 +93,16 @@ async fn answer(State(mock): State<Arc<MockApi>>, request: axum::extract::Reques
     let body = axum::body::to_bytes(body, 1 << 20)
         .await
         .unwrap_or_default();
-    let authorization = parts
-        .headers
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let authorization = header("authorization");
+    let content_type = header("content-type");
+    let accept = header("accept");
     mock.requests.lock().unwrap().push(Recorded {
         method: parts.method.to_string(),
         target: parts
@@ -104,6 +111,8 @@ async fn answer(State(mock): State<Arc<MockApi>>, request: axum::extract::Reques
             .map(ToString::to_string)
             .unwrap_or_default(),
         authorization: authorization.clone(),
+        content_type,
+        accept,
         body: body.to_vec(),
     });
     let reply = mock

@@ -1,6 +1,7 @@
 //! The client against a scripted Mercado Livre on 127.0.0.1 and a recording limiter.
 
 mod mock;
+mod oauth;
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
