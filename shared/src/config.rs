@@ -78,6 +78,45 @@ pub struct RateLimitSettings {
     pub fallback_retry_after: Duration,
 }
 
+/// Signing in with Mercado Livre and the sessions it creates (see `crate::auth`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// MERCADOLIVRE_CLIENT_ID: the application's id (its secret is a secret).
+    pub client_id: Option<String>,
+    /// MERCADOLIVRE_REDIRECT_URI: our GET /auth/callback as registered with the app.
+    pub redirect_uri: Option<reqwest::Url>,
+    /// Origins (scheme://host[:port]) a login's `return_to` may point at, besides our
+    /// own relative paths.
+    pub return_to_origins: Vec<String>,
+    /// Where a login returns when it names no `return_to`.
+    pub default_return_to: String,
+    pub session_ttl: Duration,
+    /// The `iss` of our session tokens (and half of a revocation's key).
+    pub issuer: String,
+    /// Grants expiring within this window are refreshed (Mercado Livre: at most 10 min).
+    pub refresh_window: Duration,
+    /// How long a refresher holds a grant while it spends the refresh token.
+    pub refresh_lease: Duration,
+    /// The local runner with no Mercado Livre configured: it serves the sandbox provider
+    /// and points the client at it.
+    pub sandbox: bool,
+}
+
+impl AuthSettings {
+    /// The application's client id, for the functions that need it at init.
+    pub fn require_client_id(&self) -> Result<&str, ConfigError> {
+        self.client_id
+            .as_deref()
+            .ok_or(ConfigError::Missing("MERCADOLIVRE_CLIENT_ID"))
+    }
+
+    pub fn require_redirect_uri(&self) -> Result<&reqwest::Url, ConfigError> {
+        self.redirect_uri
+            .as_ref()
+            .ok_or(ConfigError::Missing("MERCADOLIVRE_REDIRECT_URI"))
+    }
+}
+
 /// Secret values by name. Never printed: `SecretString`'s Debug shows nothing.
 #[derive(Clone, Debug, Default)]
 pub struct Secrets(BTreeMap<&'static str, SecretString>);
@@ -93,6 +132,12 @@ pub const SECRET_NAMES: &[&str] = &[
 ];
 
 impl Secrets {
+    /// Sets `name` unless it is already set (the local runner's generated secrets never
+    /// override configured ones).
+    pub fn insert_default(&mut self, name: &'static str, value: SecretString) {
+        self.0.entry(name).or_insert(value);
+    }
+
     pub fn get(&self, name: &str) -> Option<&SecretString> {
         self.0.get(name)
     }
@@ -116,6 +161,7 @@ pub struct Config {
     pub health: HealthSettings,
     pub mercadolivre: MercadoLivreSettings,
     pub rate_limit: RateLimitSettings,
+    pub auth: AuthSettings,
     /// The Secrets Manager secret to read at init, if any.
     pub secrets_arn: Option<String>,
     pub secrets: Secrets,
@@ -280,6 +326,7 @@ impl Config {
 
         let mercadolivre = mercadolivre_settings(&vars)?;
         let rate_limit = rate_limit_settings(&vars)?;
+        let auth = auth_settings(&vars, profile)?;
 
         let mut secrets = Secrets::default();
         for name in SECRET_NAMES {
@@ -297,6 +344,7 @@ impl Config {
             health,
             mercadolivre,
             rate_limit,
+            auth,
             secrets_arn: vars.text("SECRETS_ARN"),
             secrets,
         })
@@ -408,6 +456,61 @@ fn rate_limit_settings<F: Fn(&str) -> Option<String>>(
         )?,
         fallback_share,
         fallback_retry_after: vars.millis("RATE_LIMIT_FALLBACK_RETRY_MS", 5000)?,
+    })
+}
+
+fn auth_settings<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    profile: Profile,
+) -> Result<AuthSettings, ConfigError> {
+    let redirect_uri = match vars.text("MERCADOLIVRE_REDIRECT_URI") {
+        Some(_) => Some(base_url(vars, "MERCADOLIVRE_REDIRECT_URI", "")?),
+        None => None,
+    };
+    let mut return_to_origins = Vec::new();
+    for text in vars
+        .text("AUTH_RETURN_TO_ORIGINS")
+        .unwrap_or_default()
+        .split(',')
+    {
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let invalid = |reason: &str| ConfigError::Invalid {
+            name: "AUTH_RETURN_TO_ORIGINS",
+            reason: format!("{text:?}: {reason}"),
+        };
+        let url = reqwest::Url::parse(text).map_err(|error| invalid(&error.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") || !url.has_host() || url.path() != "/" {
+            return Err(invalid(
+                "expected an origin such as https://app.example.com",
+            ));
+        }
+        return_to_origins.push(url.origin().ascii_serialization());
+    }
+    let default_return_to = vars
+        .text("AUTH_DEFAULT_RETURN_TO")
+        .unwrap_or_else(|| "/v1/me".into());
+    if !crate::auth::return_to::is_local_path(&default_return_to) {
+        return Err(ConfigError::Invalid {
+            name: "AUTH_DEFAULT_RETURN_TO",
+            reason: format!("{default_return_to:?}: expected a path such as /app"),
+        });
+    }
+    let refresh_window = Duration::from_secs(vars.parsed("GRANT_REFRESH_WINDOW_SECS", 600u64)?);
+    Ok(AuthSettings {
+        client_id: vars.text("MERCADOLIVRE_CLIENT_ID"),
+        redirect_uri,
+        return_to_origins,
+        default_return_to,
+        session_ttl: Duration::from_secs(u64::from(vars.count("SESSION_TTL_SECS", 43_200)?)),
+        issuer: vars
+            .text("SESSION_ISSUER")
+            .unwrap_or_else(|| "sellerhub".into()),
+        refresh_window,
+        refresh_lease: vars.millis("GRANT_REFRESH_LEASE_MS", 60_000)?,
+        sandbox: profile == Profile::Local && vars.text("MERCADOLIVRE_API_URL").is_none(),
     })
 }
 

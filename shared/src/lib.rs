@@ -3,9 +3,11 @@
 //! the handlers every function (and the local runner) calls.
 
 pub mod adapters;
+pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod embedded_db;
+pub mod events;
 pub mod handlers;
 pub mod http;
 pub mod lambda;

@@ -204,61 +204,26 @@ impl Check {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use super::*;
     use crate::embedded_db::EmbeddedDb;
     use crate::queue::OutMessage;
     use crate::queue::embedded::EmbeddedQueue;
     use crate::store::embedded::EmbeddedStore;
-    use crate::store::{Condition, Item, Page, Query, StoreError, StoreResult, WriteOp};
-
-    /// A store whose reads are counted, and fail while `down` is set.
-    struct ProbedStore {
-        inner: EmbeddedStore,
-        reads: AtomicUsize,
-        down: bool,
-    }
-
-    #[async_trait::async_trait]
-    impl Store for ProbedStore {
-        async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
-            self.reads.fetch_add(1, Ordering::SeqCst);
-            if self.down {
-                return Err(StoreError::Unavailable(
-                    "connection refused to 10.1.2.3:443".into(),
-                ));
-            }
-            self.inner.get(key).await
-        }
-        async fn put(&self, item: Item, condition: Condition) -> StoreResult<()> {
-            self.inner.put(item, condition).await
-        }
-        async fn delete(&self, key: &Key, condition: Condition) -> StoreResult<Option<Item>> {
-            self.inner.delete(key, condition).await
-        }
-        async fn query(&self, query: Query) -> StoreResult<Page> {
-            self.inner.query(query).await
-        }
-        async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
-            self.inner.transact(ops).await
-        }
-    }
+    use crate::store::faulty::FaultyStore;
 
     struct Fixture {
         _dir: tempfile::TempDir,
-        store: Arc<ProbedStore>,
+        store: Arc<FaultyStore>,
         queue: Arc<EmbeddedQueue>,
     }
 
     fn fixture(down: bool) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let db = EmbeddedDb::open(dir.path()).unwrap();
-        let store = Arc::new(ProbedStore {
-            inner: EmbeddedStore::open(db.clone()).unwrap(),
-            reads: AtomicUsize::new(0),
-            down,
-        });
+        let store = Arc::new(FaultyStore::new(Arc::new(
+            EmbeddedStore::open(db.clone()).unwrap(),
+        )));
+        store.set_down(down);
         let queue = Arc::new(EmbeddedQueue::open_with_dead_letters(db, "q", "q-dlq", 5).unwrap());
         Fixture {
             _dir: dir,
@@ -344,17 +309,13 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(get(&cached).await.0, StatusCode::OK);
         }
-        assert_eq!(
-            f.store.reads.load(Ordering::SeqCst),
-            1,
-            "one probe serves the cache time"
-        );
+        assert_eq!(f.store.reads(), 1, "one probe serves the cache time");
 
         let uncached = f.health(None, Duration::ZERO, 1000);
         for _ in 0..3 {
             get(&uncached).await;
         }
-        assert_eq!(f.store.reads.load(Ordering::SeqCst), 4);
+        assert_eq!(f.store.reads(), 4);
     }
 
     #[tokio::test]

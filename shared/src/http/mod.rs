@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 pub use problem::{ApiError, Problem};
 pub use rate_limit::{EndpointLimit, RateLimitHeaders};
-pub use request::{RequestIds, body_bytes, client_ip, request_ids, resource_path};
+pub use request::{RequestIds, body_bytes, client_ip, query_param, request_ids, resource_path};
 
 /// The most body any endpoint accepts unless it sets its own limit.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -33,6 +33,16 @@ pub fn json<T: serde::Serialize>(
         .header(http::header::CACHE_CONTROL, "no-store")
         .body(Body::Binary(body))
         .map_err(|error| ApiError::Internal(error.to_string()))
+}
+
+/// A redirect to `location` that no cache keeps (its target is one login's).
+pub fn redirect(status: http::StatusCode, location: &str) -> Result<Response<Body>, ApiError> {
+    Response::builder()
+        .status(status)
+        .header(http::header::LOCATION, location)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(Body::Empty)
+        .map_err(|error| ApiError::Internal(format!("redirect: {error}")))
 }
 
 /// Runs `handler` for `request` inside the invocation's log span, turns its error into a

@@ -17,6 +17,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("forbidden")]
     Forbidden,
+    /// Refused for a reason the caller should read (public text).
+    #[error("denied: {0}")]
+    Denied(String),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -34,6 +37,10 @@ pub enum ApiError {
     /// A dependency is down or too slow. The text is logged, never returned.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// An upstream provider answered in a way we cannot use. The text is logged, never
+    /// returned.
+    #[error("bad gateway: {0}")]
+    BadGateway(String),
     /// A bug or an unexpected state. The text is logged, never returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -99,13 +106,14 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::Denied(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -119,6 +127,7 @@ impl ApiError {
                 Some("Sign in to use this endpoint.".to_owned()),
             ),
             ApiError::Forbidden => ("Forbidden", None),
+            ApiError::Denied(detail) => ("Forbidden", Some(detail.clone())),
             ApiError::NotFound => ("Not found", None),
             ApiError::MethodNotAllowed => ("Method not allowed", None),
             ApiError::PayloadTooLarge { limit } => (
@@ -135,6 +144,10 @@ impl ApiError {
             ApiError::Unavailable(_) => (
                 "Service unavailable",
                 Some("A dependency is unavailable; retry shortly.".to_owned()),
+            ),
+            ApiError::BadGateway(_) => (
+                "Bad gateway",
+                Some("An upstream provider answered unexpectedly; retry shortly.".to_owned()),
             ),
             ApiError::Internal(_) => ("Internal server error", None),
         };
@@ -156,8 +169,28 @@ impl ApiError {
             ApiError::Unavailable(_) => {
                 tracing::warn!(error = %self, "request failed: dependency unavailable")
             }
+            ApiError::BadGateway(_) => {
+                tracing::warn!(error = %self, "request failed: upstream answer unusable")
+            }
             ApiError::Internal(_) => tracing::error!(error = %self, "request failed"),
             _ => {}
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match error {
+            // A conflict with concurrent writers: retrying may succeed.
+            StoreError::Unavailable(_)
+            | StoreError::ConditionFailed
+            | StoreError::TransactionCancelled { .. } => {
+                ApiError::Unavailable(format!("store: {error}"))
+            }
+            StoreError::Invalid(_) | StoreError::Corrupt(_) => {
+                ApiError::Internal(format!("store: {error}"))
+            }
         }
     }
 }
@@ -193,6 +226,7 @@ mod tests {
         for error in [
             ApiError::Internal("table sellerhub-prod at arn:aws:dynamodb:… panicked".into()),
             ApiError::Unavailable("dispatch failure: connection refused to 10.0.0.1".into()),
+            ApiError::BadGateway("mercadolivre said 10.0.0.1 arn: panicked".into()),
         ] {
             let response = error.problem().into_response("r");
             let text = String::from_utf8(response.body().as_ref().to_vec()).unwrap();

@@ -58,6 +58,14 @@ pub fn client_ip(request: &Request) -> Option<String> {
     context(request).and_then(|context| context.identity.source_ip.clone())
 }
 
+/// The first value of query parameter `name`.
+pub fn query_param(request: &Request, name: &str) -> Option<String> {
+    request
+        .query_string_parameters_ref()
+        .and_then(|query| query.first(name))
+        .map(str::to_owned)
+}
+
 /// The body, refused with 413 past `limit` bytes.
 pub fn body_bytes(request: &Request, limit: usize) -> Result<&[u8], ApiError> {
     let bytes: &[u8] = match request.body() {

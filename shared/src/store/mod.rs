@@ -13,6 +13,8 @@ pub mod embedded;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
+#[cfg(any(test, feature = "testkit"))]
+pub mod faulty;
 
 use serde::{Deserialize, Serialize};
 

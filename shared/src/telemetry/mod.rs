@@ -82,7 +82,9 @@ pub fn invocation_span(request_id: &str, correlation_id: &str) -> tracing::Span 
         "invocation",
         request_id = request_id,
         correlation_id = correlation_id,
-        cold_start = take_cold_start()
+        cold_start = take_cold_start(),
+        // Recorded once the caller is authenticated.
+        tenant = tracing::field::Empty
     )
 }
 

@@ -1,0 +1,234 @@
+//! A login in progress: the one-time `state` and the PKCE verifier, kept for ten
+//! minutes and taken exactly once by the callback.
+
+use aws_lc_rs::digest::{SHA256, digest};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Condition, EpochSeconds, Item, Key, Store, StoreError, StoreResult};
+
+/// How long a login may take from GET /auth/login to the callback.
+pub const LOGIN_TTL_SECS: i64 = 600;
+
+/// 32 random bytes: 256 bits of state, and a 43-character verifier (RFC 7636 §4.1).
+const RANDOM_BYTES: usize = 32;
+
+/// A login's secrets, made by [`LoginRequest::new`].
+pub struct LoginRequest {
+    pub state: String,
+    pub verifier: SecretString,
+}
+
+impl LoginRequest {
+    pub fn new() -> Self {
+        Self {
+            state: super::random_token(RANDOM_BYTES),
+            verifier: SecretString::from(super::random_token(RANDOM_BYTES)),
+        }
+    }
+
+    /// The S256 code challenge: base64url(SHA-256(verifier)).
+    pub fn challenge(&self) -> String {
+        challenge(self.verifier.expose_secret())
+    }
+
+    /// The provider's authorize URL for this login.
+    pub fn authorize_url(
+        &self,
+        auth_url: &reqwest::Url,
+        client_id: &str,
+        redirect_uri: &str,
+    ) -> reqwest::Url {
+        let mut url = auth_url.clone();
+        let path = format!("{}/authorization", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", &self.state)
+            .append_pair("code_challenge", &self.challenge())
+            .append_pair("code_challenge_method", "S256");
+        url
+    }
+}
+
+impl Default for LoginRequest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()))
+}
+
+/// What the callback needs of the login it completes.
+#[derive(Serialize, Deserialize)]
+pub struct PendingLogin {
+    #[serde(serialize_with = "expose")]
+    pub verifier: SecretString,
+    pub return_to: String,
+}
+
+fn expose<S: serde::Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
+}
+
+fn key(state: &str) -> Key {
+    Key::new(format!("LOGIN#{state}"), "LOGIN")
+}
+
+/// Keeps `request` for [`LOGIN_TTL_SECS`] from `now`.
+pub async fn save(
+    store: &dyn Store,
+    request: &LoginRequest,
+    return_to: &str,
+    now: EpochSeconds,
+) -> StoreResult<()> {
+    let pending = PendingLogin {
+        verifier: request.verifier.clone(),
+        return_to: return_to.to_owned(),
+    };
+    let data =
+        serde_json::to_value(&pending).map_err(|error| StoreError::Invalid(error.to_string()))?;
+    let item = Item::new(key(&request.state), data).expiring_at(now + LOGIN_TTL_SECS);
+    store.put(item, Condition::Absent).await
+}
+
+/// The login `state` names, removed so no one can complete it again; None when it is
+/// unknown, expired or already taken.
+pub async fn take(store: &dyn Store, state: &str) -> StoreResult<Option<PendingLogin>> {
+    if !looks_like_state(state) {
+        return Ok(None);
+    }
+    match store.delete(&key(state), Condition::Present).await {
+        Ok(Some(item)) => serde_json::from_value(item.data)
+            .map(Some)
+            .map_err(|error| StoreError::Corrupt(format!("login state: {error}"))),
+        Ok(None) | Err(StoreError::ConditionFailed) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Our states are 43 base64url characters; anything else is not worth a storage call.
+fn looks_like_state(state: &str) -> bool {
+    state.len() == 43
+        && state
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::embedded_db::EmbeddedDb;
+    use crate::store::embedded::EmbeddedStore;
+
+    fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(EmbeddedDb::open(dir.path()).unwrap()).unwrap();
+        (dir, Arc::new(store))
+    }
+
+    #[test]
+    fn state_and_verifier_are_256_random_bits_and_the_challenge_is_s256() {
+        let a = LoginRequest::new();
+        let b = LoginRequest::new();
+        assert_eq!(a.state.len(), 43);
+        assert_eq!(a.verifier.expose_secret().len(), 43);
+        assert_ne!(a.state, b.state);
+        assert_ne!(a.verifier.expose_secret(), b.verifier.expose_secret());
+        // RFC 7636 appendix B.
+        assert_eq!(
+            challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn the_authorize_url_carries_the_pkce_challenge() {
+        let request = LoginRequest::new();
+        let url = request.authorize_url(
+            &"https://auth.mercadolivre.com.br".parse().unwrap(),
+            "123",
+            "https://api.example.com/auth/callback",
+        );
+        assert_eq!(url.path(), "/authorization");
+        let pairs: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(pairs["response_type"], "code");
+        assert_eq!(pairs["client_id"], "123");
+        assert_eq!(
+            pairs["redirect_uri"],
+            "https://api.example.com/auth/callback"
+        );
+        assert_eq!(pairs["state"], request.state);
+        assert_eq!(pairs["code_challenge"], request.challenge());
+        assert_eq!(pairs["code_challenge_method"], "S256");
+        assert!(!url.as_str().contains(request.verifier.expose_secret()));
+    }
+
+    #[tokio::test]
+    async fn a_state_is_taken_exactly_once() {
+        let (_dir, store) = store();
+        let request = LoginRequest::new();
+        let now = crate::store::now_epoch_seconds();
+        save(store.as_ref(), &request, "/inbox", now).await.unwrap();
+
+        let pending = take(store.as_ref(), &request.state).await.unwrap().unwrap();
+        assert_eq!(pending.return_to, "/inbox");
+        assert_eq!(
+            pending.verifier.expose_secret(),
+            request.verifier.expose_secret()
+        );
+        assert!(
+            take(store.as_ref(), &request.state)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(take(store.as_ref(), "not-a-state").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn concurrent_callbacks_with_one_state_let_only_one_through() {
+        let (_dir, store) = store();
+        let request = LoginRequest::new();
+        save(
+            store.as_ref(),
+            &request,
+            "/",
+            crate::store::now_epoch_seconds(),
+        )
+        .await
+        .unwrap();
+        let takes = (0..8).map(|_| {
+            let store = Arc::clone(&store);
+            let state = request.state.clone();
+            tokio::spawn(async move { take(store.as_ref(), &state).await.unwrap().is_some() })
+        });
+        let mut taken = 0;
+        for handle in takes {
+            taken += usize::from(handle.await.unwrap());
+        }
+        assert_eq!(taken, 1);
+    }
+
+    #[tokio::test]
+    async fn an_expired_state_is_gone() {
+        let (_dir, store) = store();
+        let request = LoginRequest::new();
+        let long_ago = crate::store::now_epoch_seconds() - LOGIN_TTL_SECS - 1;
+        save(store.as_ref(), &request, "/", long_ago).await.unwrap();
+        assert!(
+            take(store.as_ref(), &request.state)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}

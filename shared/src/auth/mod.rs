@@ -1,0 +1,53 @@
+//! Signing a seller in with Mercado Livre and keeping them signed in: the login's
+//! one-time state and PKCE verifier, the seller's tenant, the encrypted grant and its
+//! refresh, the signed session token, the session registry (one active session per
+//! seller) and the revocation list every authenticated request checks.
+
+pub mod authenticate;
+pub mod cookie;
+pub mod grant_cipher;
+pub mod grants;
+pub mod login;
+pub mod refresh;
+pub mod return_to;
+pub mod session_token;
+pub mod sessions;
+pub mod setup;
+pub mod tenants;
+
+pub use authenticate::{Authenticator, Principal};
+pub use grant_cipher::GrantCipher;
+pub use grants::{Grant, GrantStatus, Grants};
+pub use session_token::{Claims, SessionKeys};
+pub use sessions::Sessions;
+
+/// Random bytes as unpadded base64url: state values, verifiers and ids that must not be
+/// guessable.
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine;
+    let mut buffer = vec![0u8; bytes];
+    // The system's CSPRNG failing is not something a login can work around.
+    if aws_lc_rs::rand::fill(&mut buffer).is_err() {
+        panic!("the system random number generator failed");
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer)
+}
+
+/// The application's Mercado Livre credentials, for the functions that exchange or
+/// refresh tokens.
+pub fn client_credentials(
+    config: &crate::config::Config,
+) -> Result<crate::upstream::ClientCredentials, crate::config::ConfigError> {
+    Ok(crate::upstream::ClientCredentials {
+        client_id: config.auth.require_client_id()?.to_owned(),
+        client_secret: config
+            .secrets
+            .require("MERCADOLIVRE_CLIENT_SECRET")?
+            .clone(),
+    })
+}
+
+/// The id of a Mercado Livre seller as a sellerhub user.
+pub fn user_id(seller_id: u64) -> String {
+    format!("ml:{seller_id}")
+}

@@ -1,0 +1,314 @@
+//! The session registry and the revocation list.
+//!
+//! Each user has a head item naming their one active session, and an item per session.
+//! Starting a session rewrites the head under a version condition, in the same
+//! transaction that deletes the earlier sessions and revokes their tokens: two logins at
+//! once cannot both win, and the loser retries against the winner's session. So a seller
+//! has exactly one active session.
+//!
+//! A revocation is keyed on the token's issuer and id (not a hash of the token: a
+//! re-encoded token would hash differently) and expires with the token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::session_token::{Claims, SessionKeys, TokenError};
+use crate::store::{
+    Condition, EpochSeconds, Item, Key, Query, SortKey, Store, StoreError, StoreResult, WriteOp,
+};
+
+/// Attempts at starting a session against concurrent logins of the same user.
+const START_ATTEMPTS: u32 = 8;
+
+/// Earlier sessions ended per start (each costs two operations of the transaction).
+const MAX_ENDED_PER_START: usize = 40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// A session just started: its token (for the cookie) and claims.
+pub struct IssuedSession {
+    pub token: SecretString,
+    pub claims: Claims,
+}
+
+/// One entry of a user's registry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct SessionRecord {
+    pub sid: String,
+    pub jti: String,
+    pub tenant: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+#[derive(Clone)]
+pub struct Sessions {
+    store: Arc<dyn Store>,
+    keys: Arc<SessionKeys>,
+    ttl: Duration,
+}
+
+fn head_key(user: &str) -> Key {
+    Key::new(format!("USER#{user}"), "SESSIONS")
+}
+
+fn session_key(user: &str, sid: &str) -> Key {
+    Key::new(format!("USER#{user}"), format!("SESSION#{sid}"))
+}
+
+fn revocation_key(issuer: &str, jti: &str) -> Key {
+    Key::new(format!("REVOKED#{issuer}#{jti}"), "REVOKED")
+}
+
+impl Sessions {
+    pub fn new(store: Arc<dyn Store>, keys: Arc<SessionKeys>, ttl: Duration) -> Self {
+        Self { store, keys, ttl }
+    }
+
+    pub fn keys(&self) -> &SessionKeys {
+        &self.keys
+    }
+
+    /// Starts a session for `user` of `tenant`, ending every earlier one of theirs.
+    pub async fn start(
+        &self,
+        user: &str,
+        tenant: &str,
+        now: EpochSeconds,
+    ) -> Result<IssuedSession, SessionError> {
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        let claims = Claims {
+            iss: self.keys.issuer().to_owned(),
+            sub: user.to_owned(),
+            tenant: tenant.to_owned(),
+            sid: uuid::Uuid::now_v7().simple().to_string(),
+            jti: super::random_token(16),
+            iat: now,
+            exp: now.saturating_add(ttl),
+        };
+        let token = self.keys.sign(&claims)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .store
+                .transact(self.start_ops(&claims, now).await?)
+                .await
+            {
+                Ok(()) => break,
+                Err(StoreError::TransactionCancelled { .. }) if attempt < START_ATTEMPTS => {
+                    // Another login of this user won the head: end theirs on the next try.
+                    let pause = fastrand::u64(5..=20) * u64::from(attempt);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        tracing::info!(user, tenant, sid = %claims.sid, "session started");
+        Ok(IssuedSession { token, claims })
+    }
+
+    /// The transaction that makes `claims` the user's one session.
+    async fn start_ops(&self, claims: &Claims, now: EpochSeconds) -> StoreResult<Vec<WriteOp>> {
+        let user = &claims.sub;
+        let head = self.store.get(&head_key(user)).await?;
+        let mut ended: Vec<SessionRecord> = Vec::new();
+        if let Some(current) = head
+            .as_ref()
+            .and_then(|head| serde_json::from_value::<SessionRecord>(head.data.clone()).ok())
+        {
+            ended.push(current);
+        }
+        // Sessions the head no longer names (none, unless a past write was cut short).
+        for record in self.active(user).await? {
+            if ended.len() >= MAX_ENDED_PER_START {
+                break;
+            }
+            if !ended.iter().any(|known| known.sid == record.sid) {
+                ended.push(record);
+            }
+        }
+
+        let record = json!({
+            "sid": claims.sid, "jti": claims.jti, "tenant": claims.tenant,
+            "iat": claims.iat, "exp": claims.exp,
+        });
+        let mut ops = vec![
+            match &head {
+                Some(head) => WriteOp::Put {
+                    item: Item::new(head_key(user), record.clone()).with_version(head.version + 1),
+                    condition: Condition::VersionIs(head.version),
+                },
+                None => WriteOp::Put {
+                    item: Item::new(head_key(user), record.clone()).with_version(1),
+                    condition: Condition::Absent,
+                },
+            },
+            WriteOp::Put {
+                item: Item::new(session_key(user, &claims.sid), record).expiring_at(claims.exp),
+                condition: Condition::Absent,
+            },
+        ];
+        for old in ended.iter().filter(|old| old.exp > now) {
+            ops.push(WriteOp::Delete {
+                key: session_key(user, &old.sid),
+                condition: Condition::Always,
+            });
+            ops.push(self.revocation(&old.jti, &old.sid, user, old.exp, now));
+        }
+        Ok(ops)
+    }
+
+    fn revocation(&self, jti: &str, sid: &str, user: &str, exp: i64, now: EpochSeconds) -> WriteOp {
+        WriteOp::Put {
+            item: Item::new(
+                revocation_key(self.keys.issuer(), jti),
+                json!({ "sid": sid, "user": user, "revoked_at": now }),
+            )
+            .expiring_at(exp),
+            condition: Condition::Always,
+        }
+    }
+
+    /// Ends the session of `claims` (logout): its token is revoked and its registry entry
+    /// deleted. Ending an ended session changes nothing.
+    pub async fn end(&self, claims: &Claims, now: EpochSeconds) -> StoreResult<()> {
+        self.store
+            .transact(vec![
+                self.revocation(&claims.jti, &claims.sid, &claims.sub, claims.exp, now),
+                WriteOp::Delete {
+                    key: session_key(&claims.sub, &claims.sid),
+                    condition: Condition::Always,
+                },
+            ])
+            .await?;
+        tracing::info!(user = %claims.sub, sid = %claims.sid, "session ended");
+        Ok(())
+    }
+
+    /// Whether the token of `claims` was revoked: the one storage read of an
+    /// authenticated request.
+    pub async fn is_revoked(&self, claims: &Claims) -> StoreResult<bool> {
+        let key = revocation_key(&claims.iss, &claims.jti);
+        Ok(self.store.get(&key).await?.is_some())
+    }
+
+    /// The user's active sessions.
+    pub async fn active(&self, user: &str) -> StoreResult<Vec<SessionRecord>> {
+        let page = self
+            .store
+            .query(
+                Query::partition(format!("USER#{user}"))
+                    .sort(SortKey::BeginsWith("SESSION#".into()))
+                    .limit(MAX_ENDED_PER_START),
+            )
+            .await?;
+        page.items
+            .into_iter()
+            .map(|item| {
+                serde_json::from_value(item.data)
+                    .map_err(|error| StoreError::Corrupt(format!("session record: {error}")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::embedded_db::EmbeddedDb;
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::now_epoch_seconds;
+
+    fn sessions() -> (tempfile::TempDir, Sessions) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(EmbeddedDb::open(dir.path()).unwrap()).unwrap();
+        let keys = SessionKeys::new(
+            &SecretString::from("0123456789abcdef0123456789abcdef"),
+            "sellerhub",
+        )
+        .unwrap();
+        let sessions = Sessions::new(Arc::new(store), Arc::new(keys), Duration::from_secs(3600));
+        (dir, sessions)
+    }
+
+    #[tokio::test]
+    async fn a_new_session_revokes_the_previous_one() {
+        let (_dir, sessions) = sessions();
+        let now = now_epoch_seconds();
+        let first = sessions.start("ml:1", "t1", now).await.unwrap();
+        assert!(!sessions.is_revoked(&first.claims).await.unwrap());
+
+        let second = sessions.start("ml:1", "t1", now).await.unwrap();
+        assert!(sessions.is_revoked(&first.claims).await.unwrap());
+        assert!(!sessions.is_revoked(&second.claims).await.unwrap());
+        let active = sessions.active("ml:1").await.unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].sid, second.claims.sid);
+
+        let verified = sessions
+            .keys()
+            .verify(second.token.expose_secret())
+            .unwrap();
+        assert_eq!(verified, second.claims);
+    }
+
+    #[tokio::test]
+    async fn concurrent_logins_of_one_seller_leave_exactly_one_session() {
+        let (_dir, sessions) = sessions();
+        let now = now_epoch_seconds();
+        let logins = (0..6).map(|_| {
+            let sessions = sessions.clone();
+            tokio::spawn(async move { sessions.start("ml:9", "t9", now).await.unwrap() })
+        });
+        let mut issued = Vec::new();
+        for login in logins {
+            issued.push(login.await.unwrap());
+        }
+        let mut live = Vec::new();
+        for session in &issued {
+            if !sessions.is_revoked(&session.claims).await.unwrap() {
+                live.push(session.claims.sid.clone());
+            }
+        }
+        assert_eq!(live.len(), 1, "live sessions: {live:?}");
+        let active = sessions.active("ml:9").await.unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].sid, live[0]);
+    }
+
+    #[tokio::test]
+    async fn other_users_sessions_are_untouched() {
+        let (_dir, sessions) = sessions();
+        let now = now_epoch_seconds();
+        let a = sessions.start("ml:1", "t1", now).await.unwrap();
+        sessions.start("ml:2", "t2", now).await.unwrap();
+        assert!(!sessions.is_revoked(&a.claims).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_revokes_it_and_is_idempotent() {
+        let (_dir, sessions) = sessions();
+        let now = now_epoch_seconds();
+        let session = sessions.start("ml:1", "t1", now).await.unwrap();
+        sessions.end(&session.claims, now).await.unwrap();
+        sessions.end(&session.claims, now).await.unwrap();
+        assert!(sessions.is_revoked(&session.claims).await.unwrap());
+        assert!(sessions.active("ml:1").await.unwrap().is_empty());
+        // The next login still works after a logout.
+        let next = sessions.start("ml:1", "t1", now).await.unwrap();
+        assert!(!sessions.is_revoked(&next.claims).await.unwrap());
+    }
+}

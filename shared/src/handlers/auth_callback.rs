@@ -1,0 +1,167 @@
+//! GET /auth/callback: Mercado Livre sends the browser back here. The login's state is
+//! taken exactly once, the code exchanged with its PKCE verifier, the seller identified,
+//! their tenant found or made, the grant stored sealed, and a session started (ending
+//! any earlier one of theirs). Any refusal is a clear problem, never a 500 with
+//! internals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use http::header::SET_COOKIE;
+use lambda_http::{Body, Request, Response};
+
+use crate::auth::grants::{GrantInfo, GrantStatus, GrantTokens, Grants};
+use crate::auth::sessions::{SessionError, Sessions};
+use crate::auth::{cookie, login, tenants, user_id};
+use crate::config::{Config, ConfigError};
+use crate::http::{ApiError, query_param, redirect};
+use crate::store::{Store, now_epoch_seconds};
+use crate::upstream::{ClientCredentials, MercadoLivre, UpstreamError};
+
+const START_AGAIN: &str = "Start again at /auth/login.";
+
+pub struct AuthCallback {
+    store: Arc<dyn Store>,
+    mercadolivre: Arc<MercadoLivre>,
+    credentials: ClientCredentials,
+    redirect_uri: String,
+    grants: Grants,
+    sessions: Sessions,
+    session_ttl: Duration,
+}
+
+impl AuthCallback {
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        mercadolivre: Arc<MercadoLivre>,
+        grants: Grants,
+        sessions: Sessions,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            store,
+            mercadolivre,
+            credentials: crate::auth::client_credentials(config)?,
+            redirect_uri: config.auth.require_redirect_uri()?.to_string(),
+            grants,
+            sessions,
+            session_ttl: config.auth.session_ttl,
+        })
+    }
+
+    pub async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        let state = query_param(&request, "state")
+            .ok_or_else(|| ApiError::BadRequest(format!("The state is missing. {START_AGAIN}")))?;
+        let Some(pending) = login::take(self.store.as_ref(), &state).await? else {
+            return Err(ApiError::BadRequest(format!(
+                "This sign-in has expired or was already completed. {START_AGAIN}"
+            )));
+        };
+        if let Some(error) = query_param(&request, "error") {
+            return Err(provider_refusal(&error));
+        }
+        let code = query_param(&request, "code").ok_or_else(|| {
+            ApiError::BadRequest(format!("The authorization code is missing. {START_AGAIN}"))
+        })?;
+
+        let tokens = self
+            .mercadolivre
+            .exchange_code(
+                &self.credentials,
+                &code,
+                secrecy::ExposeSecret::expose_secret(&pending.verifier),
+                &self.redirect_uri,
+            )
+            .await
+            .map_err(sign_in_error)?;
+        let seller = self
+            .mercadolivre
+            .users_me(&tokens.access_token, tokens.user_id)
+            .await
+            .map_err(sign_in_error)?;
+        if seller.id != tokens.user_id {
+            return Err(ApiError::BadGateway(format!(
+                "/users/me answered seller {} for a token of seller {}",
+                seller.id, tokens.user_id
+            )));
+        }
+
+        let now = now_epoch_seconds();
+        let tenant =
+            tenants::tenant_for_seller(self.store.as_ref(), seller.id, &seller.nickname, now)
+                .await?;
+        let info = GrantInfo {
+            tenant: tenant.clone(),
+            seller_id: seller.id,
+            nickname: seller.nickname.clone(),
+            scopes: tokens.scopes.clone(),
+            status: GrantStatus::Ok,
+            expires_at: now
+                .saturating_add(i64::try_from(tokens.expires_in.as_secs()).unwrap_or(i64::MAX)),
+            lease_until: None,
+            version: 0,
+        };
+        let grant_tokens = GrantTokens {
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+        };
+        self.grants
+            .connect(info, &grant_tokens)
+            .await
+            .map_err(|error| match error {
+                crate::auth::grants::GrantError::Store(error) => ApiError::from(error),
+                other => ApiError::Internal(other.to_string()),
+            })?;
+        let session = self
+            .sessions
+            .start(&user_id(seller.id), &tenant, now)
+            .await
+            .map_err(|error| match error {
+                SessionError::Store(error) => ApiError::from(error),
+                SessionError::Token(error) => ApiError::Internal(error.to_string()),
+            })?;
+        tracing::info!(tenant = %tenant, seller_id = seller.id, "seller signed in");
+
+        let mut response = redirect(StatusCode::SEE_OTHER, &pending.return_to)?;
+        response.headers_mut().insert(
+            SET_COOKIE,
+            cookie::session_cookie(&session.token, self.session_ttl),
+        );
+        Ok(response)
+    }
+}
+
+/// The provider's `error` parameter: the seller cancelled, or the request was refused.
+fn provider_refusal(error: &str) -> ApiError {
+    if error == "access_denied" {
+        return ApiError::Denied(format!(
+            "You did not authorize sellerhub on Mercado Livre. {START_AGAIN}"
+        ));
+    }
+    let code: String = error
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(40)
+        .collect();
+    ApiError::BadRequest(format!(
+        "Mercado Livre refused the sign-in ({code}). {START_AGAIN}"
+    ))
+}
+
+fn sign_in_error(error: UpstreamError) -> ApiError {
+    match error {
+        UpstreamError::InvalidGrant => ApiError::BadRequest(format!(
+            "Mercado Livre did not accept this sign-in: the code is invalid, expired or \
+             already used. {START_AGAIN}"
+        )),
+        UpstreamError::RateLimited { .. }
+        | UpstreamError::Unavailable { .. }
+        | UpstreamError::Limiter(_) => ApiError::Unavailable(error.to_string()),
+        UpstreamError::Unauthorized
+        | UpstreamError::NotFound
+        | UpstreamError::Rejected { .. }
+        | UpstreamError::Malformed(_)
+        | UpstreamError::InvalidPath(_) => ApiError::BadGateway(error.to_string()),
+    }
+}
