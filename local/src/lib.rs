@@ -1,24 +1,38 @@
 //! The embedded default: every function of the route table served by one process on
-//! 127.0.0.1, with the embedded store and queue unless configured otherwise.
+//! 127.0.0.1, with the embedded store and queue unless configured otherwise, the
+//! scheduled workers, and — unless a real Mercado Livre is configured — the sandbox
+//! provider under /sandbox/mercadolivre.
 
 mod adapters;
 mod convert;
 mod functions;
+mod local_secrets;
+pub mod sandbox;
+mod schedules;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{MethodFilter, on};
-use shared::config::Config;
+use shared::config::{Config, ConfigError};
 use shared::http::ApiError;
 use shared::routes::ROUTES;
 use tokio::net::TcpListener;
 
 pub use functions::Functions;
+use sandbox::{Sandbox, SandboxSettings};
 
-/// The router serving every route of the route table with its function's handler.
-pub fn router(functions: Arc<Functions>) -> Router {
+/// Where the sandbox provider is served.
+pub const SANDBOX_PATH: &str = "/sandbox/mercadolivre";
+
+/// The client id the local runner registers with its sandbox.
+const SANDBOX_CLIENT_ID: &str = "sellerhub-local";
+
+/// The router serving every route of the route table with its function's handler, and
+/// the sandbox provider when there is one.
+pub fn router(functions: Arc<Functions>, sandbox: Option<&Arc<Sandbox>>) -> Router {
     let mut router = Router::new();
     for route in ROUTES {
         let handler = functions.handler(route.function);
@@ -33,6 +47,9 @@ pub fn router(functions: Arc<Functions>) -> Router {
             }),
         );
     }
+    if let Some(sandbox) = sandbox {
+        router = router.nest(SANDBOX_PATH, sandbox.router());
+    }
     router
         .fallback(|request| convert::problem(request, ApiError::NotFound))
         .method_not_allowed_fallback(|request| {
@@ -40,19 +57,83 @@ pub fn router(functions: Arc<Functions>) -> Router {
         })
 }
 
-/// Serves until `shutdown` resolves, then drains the requests in flight.
+/// Serves until `shutdown` resolves, then drains the requests in flight and the
+/// scheduled run in progress.
 pub async fn serve(
     config: &Config,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let adapters = adapters::build(config).await?;
-    let functions = Arc::new(Functions::new(config, &adapters)?);
-    let app = router(functions).into_make_service_with_connect_info::<SocketAddr>();
-    tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), "listening");
+    let address = listener.local_addr()?;
+    let mut config = config.clone();
+    local_secrets::fill_in(&mut config)?;
+    let sandbox = if config.auth.sandbox {
+        Some(use_sandbox(&mut config, address)?)
+    } else {
+        None
+    };
+    let adapters = adapters::build(&config).await?;
+    let functions = Arc::new(Functions::new(&config, &adapters)?);
+    let app = router(Arc::clone(&functions), sandbox.as_ref())
+        .into_make_service_with_connect_info::<SocketAddr>();
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let schedules = tokio::spawn(schedules::run(
+        Arc::clone(&functions.token_refresher),
+        stopped,
+    ));
+    tracing::info!(
+        address = %address,
+        data_dir = %config.data_dir.display(),
+        mercadolivre = %config.mercadolivre.api_url,
+        "listening"
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    let _ = stop.send(true);
+    let _ = schedules.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Points the Mercado Livre client and the login at the sandbox served on `address`.
+fn use_sandbox(config: &mut Config, address: SocketAddr) -> Result<Arc<Sandbox>, ConfigError> {
+    let host = if address.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        address.ip()
+    };
+    let origin = format!("http://{}", SocketAddr::new(host, address.port()));
+    let url = |text: String| {
+        reqwest::Url::parse(&text).map_err(|error| ConfigError::Invalid {
+            name: "PORT",
+            reason: format!("{text}: {error}"),
+        })
+    };
+    let base = url(format!("{origin}{SANDBOX_PATH}"))?;
+    config.mercadolivre.api_url = base.clone();
+    config.mercadolivre.auth_url = base;
+    let client_id = config
+        .auth
+        .client_id
+        .get_or_insert_with(|| SANDBOX_CLIENT_ID.to_owned())
+        .clone();
+    let redirect_uri = match &config.auth.redirect_uri {
+        Some(uri) => uri.clone(),
+        None => {
+            let uri = url(format!("{origin}/auth/callback"))?;
+            config.auth.redirect_uri = Some(uri.clone());
+            uri
+        }
+    };
+    Ok(Sandbox::new(SandboxSettings {
+        client_id,
+        client_secret: config
+            .secrets
+            .require("MERCADOLIVRE_CLIENT_SECRET")?
+            .clone(),
+        redirect_uri: redirect_uri.to_string(),
+        access_token_ttl: Duration::from_secs(21_600),
+    }))
 }

@@ -3,5 +3,6 @@ pub mod emulator;
 pub mod local_runner;
 pub mod moto;
 pub mod runtime_api;
+pub mod sandbox_login;
 pub mod template;
 pub mod upstash_shim;

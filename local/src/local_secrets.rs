@@ -1,0 +1,143 @@
+//! The secrets the local runner needs and nobody configured: generated on first start,
+//! kept in DATA_DIR (owner-only) so sessions and sealed grants survive a restart. A
+//! configured secret always wins; nothing generated here is ever used in AWS.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use secrecy::{ExposeSecret, SecretString};
+use shared::auth::GrantCipher;
+use shared::config::Config;
+
+const FILE: &str = "local-secrets.json";
+
+/// Adds the generated secrets `config` lacks, making and saving them on first use.
+pub fn fill_in(config: &mut Config) -> std::io::Result<()> {
+    let path = config.data_dir.join(FILE);
+    let mut saved = read(&path)?;
+    let before = saved.len();
+    let mut wanted = vec![
+        (
+            "SESSION_SIGNING_KEY",
+            shared::auth::random_token as fn(usize) -> String,
+        ),
+        ("CURSOR_SIGNING_KEY", shared::auth::random_token),
+    ];
+    if config.auth.sandbox {
+        // The sandbox provider checks the client secret like Mercado Livre does.
+        wanted.push(("MERCADOLIVRE_CLIENT_SECRET", shared::auth::random_token));
+    }
+    for (name, generate) in wanted {
+        saved.entry(name.to_owned()).or_insert_with(|| generate(48));
+    }
+    saved
+        .entry("GRANT_ENCRYPTION_KEY".to_owned())
+        .or_insert_with(|| {
+            GrantCipher::generate_key("local1")
+                .expose_secret()
+                .to_owned()
+        });
+    if saved.len() != before {
+        write(&path, &saved)?;
+    }
+    for (name, value) in saved {
+        if let Some(known) = shared::config::SECRET_NAMES
+            .iter()
+            .find(|known| **known == name)
+        {
+            config
+                .secrets
+                .insert_default(known, SecretString::from(value));
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> std::io::Result<BTreeMap<String, String>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {error}", path.display()),
+            )
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(error) => Err(error),
+    }
+}
+
+fn write(path: &Path, secrets: &BTreeMap<String, String>) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(&serde_json::to_vec_pretty(secrets)?)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::config::Profile;
+
+    fn config(dir: &Path, vars: &[(&str, &str)]) -> Config {
+        let mut vars: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        vars.insert("DATA_DIR".into(), dir.display().to_string());
+        Config::from_vars(Profile::Local, |name| vars.get(name).cloned()).unwrap()
+    }
+
+    #[test]
+    fn generated_secrets_are_kept_owner_only_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = config(dir.path(), &[]);
+        fill_in(&mut first).unwrap();
+        let key = first.secrets.require("SESSION_SIGNING_KEY").unwrap();
+        assert!(key.expose_secret().len() >= 32);
+        assert!(first.secrets.get("MERCADOLIVRE_CLIENT_SECRET").is_some());
+        GrantCipher::from_config(&first).unwrap();
+
+        let mut second = config(dir.path(), &[]);
+        fill_in(&mut second).unwrap();
+        assert_eq!(
+            second
+                .secrets
+                .require("SESSION_SIGNING_KEY")
+                .unwrap()
+                .expose_secret(),
+            key.expose_secret()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_configured_secret_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let configured = "configured-signing-key-configured-signing-key";
+        let mut config = config(dir.path(), &[("SESSION_SIGNING_KEY", configured)]);
+        fill_in(&mut config).unwrap();
+        assert_eq!(
+            config
+                .secrets
+                .require("SESSION_SIGNING_KEY")
+                .unwrap()
+                .expose_secret(),
+            configured
+        );
+    }
+}

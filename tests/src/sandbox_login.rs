@@ -1,0 +1,98 @@
+//! A browser's part of "Sign in with Mercado Livre" against the sandbox provider: read
+//! the consent page, fill its form, click a button. Redirects are followed by hand so
+//! every step can be checked.
+
+use std::collections::BTreeMap;
+
+use reqwest::Url;
+
+/// A client like a browser's, except that it never follows redirects by itself.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+}
+
+/// The `Location` of a redirect, resolved against the request's URL.
+pub fn location(response: &reqwest::Response) -> Url {
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .unwrap_or_else(|| panic!("no Location on a {} answer", response.status()))
+        .to_str()
+        .expect("a text Location");
+    response.url().join(location).expect("a valid Location")
+}
+
+/// The consent page's form: where it posts and its fields' initial values.
+pub struct ConsentForm {
+    pub action: Url,
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Reads the consent page at `authorize_url`, checking it will not submit itself.
+pub async fn open_consent(browser: &reqwest::Client, authorize_url: &Url) -> ConsentForm {
+    let response = browser.get(authorize_url.clone()).send().await.unwrap();
+    assert_eq!(response.status(), 200, "the consent page");
+    let page = response.text().await.unwrap();
+    let lowered = page.to_lowercase();
+    for auto in ["<script", "http-equiv=\"refresh\"", "onload", ".submit("] {
+        assert!(!lowered.contains(auto), "the consent page must not submit itself ({auto})");
+    }
+    let form_start = page.find("<form").expect("a form");
+    let form_tag = &page[form_start..page[form_start..].find('>').unwrap() + form_start];
+    let action = attribute(form_tag, "action").expect("a form action");
+    let mut fields = BTreeMap::new();
+    let mut rest = &page[form_start..];
+    while let Some(start) = rest.find("<input") {
+        let end = rest[start..].find('>').unwrap() + start;
+        let tag = &rest[start..end];
+        if let Some(name) = attribute(tag, "name") {
+            fields.insert(name, attribute(tag, "value").unwrap_or_default());
+        }
+        rest = &rest[end..];
+    }
+    ConsentForm {
+        action: authorize_url.join(&action).unwrap(),
+        fields,
+    }
+}
+
+/// Clicks `decision` ("allow" or "deny") as seller `user_id`; the provider's redirect
+/// back to our callback.
+pub async fn decide(
+    browser: &reqwest::Client,
+    form: &ConsentForm,
+    user_id: u64,
+    nickname: &str,
+    decision: &str,
+) -> Url {
+    let mut fields = form.fields.clone();
+    fields.insert("user_id".into(), user_id.to_string());
+    fields.insert("nickname".into(), nickname.into());
+    fields.insert("decision".into(), decision.into());
+    let response = browser
+        .post(form.action.clone())
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302, "the provider redirects back");
+    location(&response)
+}
+
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let needle = format!(" {name}=\"");
+    let start = tag.find(&needle)? + needle.len();
+    let end = tag[start..].find('"')? + start;
+    Some(unescape(&tag[start..end]))
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}

@@ -1,0 +1,251 @@
+//! Refreshing grants against the sandbox provider, whose refresh tokens are single-use
+//! like Mercado Livre's: concurrent refreshers spend a token once, a refused token marks
+//! the grant "needs reconnect" (with an event) and is never tried again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use local::sandbox::{Sandbox, SandboxSettings};
+use secrecy::{ExposeSecret, SecretString};
+use sellerhub_tests::sandbox_login::{browser, decide, open_consent};
+use shared::auth::grants::{GrantInfo, GrantStatus, GrantTokens};
+use shared::auth::login::LoginRequest;
+use shared::auth::refresh::{RefreshOutcome, Refresher};
+use shared::auth::{GrantCipher, Grants};
+use shared::config::{Config, Profile};
+use shared::embedded_db::EmbeddedDb;
+use shared::handlers::token_refresher::TokenRefresher;
+use shared::ratelimit::memory::MemoryLimiter;
+use shared::store::embedded::EmbeddedStore;
+use shared::store::{Query, SortKey, Store, now_epoch_seconds};
+use shared::upstream::{ClientCredentials, MercadoLivre, UpstreamLimits};
+
+const CLIENT_ID: &str = "sellerhub-test";
+const REDIRECT_URI: &str = "http://127.0.0.1:1/auth/callback";
+
+struct World {
+    _dir: tempfile::TempDir,
+    sandbox: Arc<Sandbox>,
+    config: Config,
+    credentials: ClientCredentials,
+    store: Arc<dyn Store>,
+    grants: Grants,
+}
+
+impl World {
+    async fn start() -> Self {
+        let secret = SecretString::from(shared::auth::random_token(32));
+        let sandbox = Sandbox::new(SandboxSettings {
+            client_id: CLIENT_ID.into(),
+            client_secret: secret.clone(),
+            redirect_uri: REDIRECT_URI.into(),
+            access_token_ttl: Duration::from_secs(21_600),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = sandbox.router();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let vars = BTreeMap::from([
+            ("MERCADOLIVRE_API_URL", base.clone()),
+            ("MERCADOLIVRE_AUTH_URL", base),
+        ]);
+        let config = Config::from_vars(Profile::Local, |name| vars.get(name).cloned()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(EmbeddedDb::open(dir.path()).unwrap()).unwrap());
+        let cipher = GrantCipher::parse(&GrantCipher::generate_key("k1")).unwrap();
+        let grants = Grants::new(Arc::clone(&store), Arc::new(cipher));
+        World {
+            _dir: dir,
+            sandbox,
+            credentials: ClientCredentials {
+                client_id: CLIENT_ID.into(),
+                client_secret: secret,
+            },
+            config,
+            store,
+            grants,
+        }
+    }
+
+    /// A client of its own, as each Lambda instance has.
+    fn mercadolivre(&self) -> Arc<MercadoLivre> {
+        Arc::new(MercadoLivre::new(
+            reqwest::Client::new(),
+            &self.config.mercadolivre,
+            UpstreamLimits::from(&self.config.rate_limit),
+            Arc::new(MemoryLimiter::new()),
+        ))
+    }
+
+    fn refresher(&self) -> Refresher {
+        Refresher::new(
+            self.grants.clone(),
+            self.mercadolivre(),
+            Arc::new(self.credentials.clone()),
+            Duration::from_secs(600),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// Signs `seller` in at the sandbox and stores their grant for `tenant`, its access
+    /// token expiring at `expires_at`.
+    async fn connect(&self, tenant: &str, seller: u64, expires_at: i64) {
+        let login = LoginRequest::new();
+        let authorize = login.authorize_url(&self.config.mercadolivre.auth_url, CLIENT_ID, REDIRECT_URI);
+        let browser = browser();
+        let form = open_consent(&browser, &authorize).await;
+        let callback = decide(&browser, &form, seller, "SELLER", "allow").await;
+        let code = callback
+            .query_pairs()
+            .find(|(name, _)| name == "code")
+            .unwrap()
+            .1
+            .into_owned();
+        let tokens = self
+            .mercadolivre()
+            .exchange_code(
+                &self.credentials,
+                &code,
+                login.verifier.expose_secret(),
+                REDIRECT_URI,
+            )
+            .await
+            .unwrap();
+        let info = GrantInfo {
+            tenant: tenant.into(),
+            seller_id: seller,
+            nickname: "SELLER".into(),
+            scopes: tokens.scopes,
+            status: GrantStatus::Ok,
+            expires_at,
+            lease_until: None,
+            version: 0,
+        };
+        let tokens = GrantTokens {
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+        };
+        self.grants.connect(info, &tokens).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn concurrent_refreshers_spend_a_refresh_token_once() {
+    let world = World::start().await;
+    let now = now_epoch_seconds();
+    world.connect("t1", 101, now + 60).await;
+    let before = world.grants.load("t1").await.unwrap().unwrap();
+
+    // Two "instances", four refreshes each, all at once; half of them on demand.
+    let refreshers = [world.refresher(), world.refresher()];
+    let mut runs = Vec::new();
+    for round in 0..4 {
+        for refresher in &refreshers {
+            let refresher = refresher.clone();
+            runs.push(tokio::spawn(async move {
+                if round % 2 == 0 {
+                    refresher.refresh_if_due("t1", now).await.unwrap()
+                } else {
+                    refresher.refresh_now("t1", now).await.unwrap()
+                }
+            }));
+        }
+    }
+    let mut outcomes = Vec::new();
+    for run in runs {
+        outcomes.push(run.await.unwrap());
+    }
+    let refreshed = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, RefreshOutcome::Refreshed { .. }))
+        .count();
+    assert_eq!(refreshed, 1, "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|outcome| matches!(
+            outcome,
+            RefreshOutcome::Refreshed { .. } | RefreshOutcome::Busy | RefreshOutcome::NotDue
+        )),
+        "{outcomes:?}"
+    );
+    let stats = world.sandbox.stats();
+    assert_eq!((stats.refreshes, stats.rejected_grants), (1, 0), "{stats:?}");
+
+    let after = world.grants.load("t1").await.unwrap().unwrap();
+    assert_eq!(after.info.status, GrantStatus::Ok);
+    assert_eq!(after.info.lease_until, None);
+    assert!(after.info.expires_at >= now + 21_000);
+    assert_ne!(
+        after.tokens.refresh_token.expose_secret(),
+        before.tokens.refresh_token.expose_secret()
+    );
+    // The new access token works, and the next refresh spends the new refresh token.
+    let me = world
+        .mercadolivre()
+        .users_me(&after.tokens.access_token, 101)
+        .await
+        .unwrap();
+    assert_eq!(me.id, 101);
+    let outcome = world.refresher().refresh_now("t1", now).await.unwrap();
+    assert!(matches!(outcome, RefreshOutcome::Refreshed { .. }));
+    assert_eq!(world.sandbox.stats().rejected_grants, 0);
+}
+
+#[tokio::test]
+async fn a_refused_refresh_token_marks_the_grant_and_is_not_retried() {
+    let world = World::start().await;
+    let now = now_epoch_seconds();
+    world.connect("t2", 202, now + 60).await;
+    world.sandbox.revoke_user(202);
+
+    let refresher = world.refresher();
+    assert_eq!(
+        refresher.refresh_if_due("t2", now).await.unwrap(),
+        RefreshOutcome::NeedsReconnect
+    );
+    let grant = world.grants.load("t2").await.unwrap().unwrap();
+    assert_eq!(grant.info.status, GrantStatus::NeedsReconnect);
+    assert_eq!(grant.info.lease_until, None);
+
+    let events = world
+        .store
+        .query(Query::partition("TENANT#t2").sort(SortKey::BeginsWith("EVENT#".into())))
+        .await
+        .unwrap();
+    assert_eq!(events.items.len(), 1);
+    assert_eq!(events.items[0].data["type"], "grant.needs_reconnect");
+
+    // Never blindly again: neither on demand nor on schedule.
+    assert_eq!(
+        refresher.refresh_now("t2", now).await.unwrap(),
+        RefreshOutcome::NeedsReconnect
+    );
+    let report = TokenRefresher::new(refresher).run(now).await.unwrap();
+    assert_eq!(report.refreshed + report.needs_reconnect + report.failed, 0, "{report:?}");
+    assert_eq!(world.sandbox.stats().rejected_grants, 1);
+}
+
+#[tokio::test]
+async fn the_scheduled_run_refreshes_only_what_is_due() {
+    let world = World::start().await;
+    let now = now_epoch_seconds();
+    world.connect("due-1", 301, now + 120).await;
+    world.connect("due-2", 302, now + 599).await;
+    world.connect("later", 303, now + 3_600).await;
+    world.connect("revoked", 304, now + 30).await;
+    world.sandbox.revoke_user(304);
+
+    let report = TokenRefresher::new(world.refresher()).run(now).await.unwrap();
+    assert_eq!(report.refreshed, 2, "{report:?}");
+    assert_eq!(report.needs_reconnect, 1, "{report:?}");
+    assert_eq!(report.failed, 0, "{report:?}");
+    let later = world.grants.load("later").await.unwrap().unwrap();
+    assert_eq!(later.info.expires_at, now + 3_600, "not due: untouched");
+
+    // A second run right after has nothing left to do.
+    let again = TokenRefresher::new(world.refresher()).run(now).await.unwrap();
+    assert_eq!(again.refreshed + again.needs_reconnect, 0, "{again:?}");
+    assert_eq!(world.sandbox.stats().refreshes, 2);
+}
