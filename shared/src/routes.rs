@@ -10,8 +10,30 @@ pub struct Route {
     pub function: &'static str,
 }
 
-pub const ROUTES: &[Route] = &[Route {
-    method: "GET",
-    path: "/health",
-    function: "health",
-}];
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/health",
+        function: "health",
+    },
+    Route {
+        method: "GET",
+        path: "/auth/login",
+        function: "auth-login",
+    },
+    Route {
+        method: "GET",
+        path: "/auth/callback",
+        function: "auth-callback",
+    },
+    Route {
+        method: "POST",
+        path: "/auth/logout",
+        function: "auth-logout",
+    },
+    Route {
+        method: "GET",
+        path: "/v1/me",
+        function: "me",
+    },
+];

@@ -1,0 +1,375 @@
+//! Signing in with Mercado Livre end to end, over real HTTP against the local runner and
+//! its sandbox provider: login → consent (a click) → callback → /v1/me → logout.
+
+use reqwest::Url;
+use sellerhub_tests::local_runner::LocalRunner;
+use sellerhub_tests::sandbox_login::{browser, decide, location, open_consent};
+
+const SELLER: u64 = 468_424_240;
+
+/// The session cookie a response sets (its value), if any.
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|value| value.strip_prefix("sellerhub_session="))
+        .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// GET /auth/login: the provider's authorize URL.
+async fn start_login(runner: &LocalRunner, client: &reqwest::Client) -> Url {
+    let response = client.get(runner.url("/auth/login")).send().await.unwrap();
+    assert_eq!(response.status(), 302);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    location(&response)
+}
+
+/// Login up to the provider's redirect back: the callback URL with code and state.
+async fn consent(runner: &LocalRunner, client: &reqwest::Client, seller: u64) -> Url {
+    let authorize = start_login(runner, client).await;
+    let form = open_consent(client, &authorize).await;
+    decide(client, &form, seller, "SELLER_ONE", "allow").await
+}
+
+/// A whole login: the session token.
+async fn sign_in(runner: &LocalRunner, client: &reqwest::Client, seller: u64) -> String {
+    let callback = consent(runner, client, seller).await;
+    let response = client.get(callback).send().await.unwrap();
+    assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
+    session_cookie(&response).expect("a session cookie")
+}
+
+async fn me(runner: &LocalRunner, client: &reqwest::Client, cookie: &str) -> reqwest::Response {
+    client
+        .get(runner.url("/v1/me"))
+        .header("cookie", format!("sellerhub_session={cookie}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn login_consent_callback_me_logout_me() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+
+    // GET /auth/login → the sandbox's authorize page, with PKCE S256.
+    let authorize = start_login(&runner, &client).await;
+    assert!(
+        authorize
+            .as_str()
+            .starts_with(&runner.url("/sandbox/mercadolivre/authorization"))
+    );
+    let query: std::collections::HashMap<_, _> = authorize.query_pairs().into_owned().collect();
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["redirect_uri"], runner.url("/auth/callback"));
+    assert!(query["state"].len() >= 22, "≥128 bits of state");
+
+    // The seller reads the consent page and clicks "Authorize".
+    let form = open_consent(&client, &authorize).await;
+    let callback = decide(&client, &form, SELLER, "SELLER_ONE", "allow").await;
+    assert!(callback.as_str().starts_with(&runner.url("/auth/callback")));
+
+    // The callback starts the session: cookie + redirect to the default return path.
+    let response = client.get(callback).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/v1/me");
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let token = session_cookie(&response).unwrap();
+
+    // /v1/me with the cookie, and with the same token as a Bearer header.
+    let response = me(&runner, &client, &token).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["user"]["id"], format!("ml:{SELLER}"));
+    assert_eq!(body["user"]["seller_id"], SELLER);
+    assert_eq!(body["user"]["nickname"], "SELLER_ONE");
+    assert_eq!(body["grant"]["status"], "ok", "{body}");
+    assert!(
+        body["tenant"]["id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert!(body["session"]["expires_at"].is_string());
+    let bearer = client
+        .get(runner.url("/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 200);
+
+    // Logout revokes the token and clears the cookie; /v1/me is then a 401 problem.
+    let response = client
+        .post(runner.url("/auth/logout"))
+        .header("cookie", format!("sellerhub_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(
+        response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let body = problem(me(&runner, &client, &token).await, 401).await;
+    assert_eq!(body["status"], 401);
+    let bearer = client
+        .get(runner.url("/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 401);
+
+    // Logging out again changes nothing and still answers 204.
+    let again = client
+        .post(runner.url("/auth/logout"))
+        .header("cookie", format!("sellerhub_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 204);
+
+    // No token, code, verifier or secret reached the log.
+    let secrets: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("local-secrets.json")).unwrap())
+            .unwrap();
+    let log = runner.log().join("\n");
+    assert!(!log.contains(&token), "the session token was logged");
+    for marker in ["APP_USR-", "TG-", "code_verifier", "sellerhub_session="] {
+        assert!(!log.contains(marker), "{marker} was logged");
+    }
+    for (name, value) in secrets {
+        assert!(!log.contains(value.as_str().unwrap()), "{name} was logged");
+    }
+}
+
+#[tokio::test]
+async fn no_session_is_a_401_problem_and_never_a_redirect() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+    let body = problem(client.get(runner.url("/v1/me")).send().await.unwrap(), 401).await;
+    assert_eq!(body["title"], "Unauthorized");
+    for token in ["garbage", "a.b.c", ""] {
+        let response = client
+            .get(runner.url("/v1/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{token:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_tampered_or_expired_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+    let token = sign_in(&runner, &client, SELLER).await;
+    assert_eq!(me(&runner, &client, &token).await.status(), 200);
+
+    // One character of the signature changed.
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    problem(me(&runner, &client, &tampered).await, 401).await;
+
+    // The same claims, signed with the runner's own key but already expired.
+    let secrets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("local-secrets.json")).unwrap())
+            .unwrap();
+    let keys = shared::auth::SessionKeys::new(
+        &secrecy::SecretString::from(secrets["SESSION_SIGNING_KEY"].as_str().unwrap()),
+        "sellerhub",
+    )
+    .unwrap();
+    let mut claims = keys.verify(&token).unwrap();
+    claims.exp = claims.iat - 1;
+    claims.jti = "expired-one".into();
+    let expired = keys.sign(&claims).unwrap();
+    problem(
+        me(
+            &runner,
+            &client,
+            secrecy::ExposeSecret::expose_secret(&expired),
+        )
+        .await,
+        401,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_replayed_state_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+    let callback = consent(&runner, &client, SELLER).await;
+    assert_eq!(
+        client.get(callback.clone()).send().await.unwrap().status(),
+        303
+    );
+
+    let body = problem(client.get(callback).send().await.unwrap(), 400).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("/auth/login"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_code_completed_with_another_logins_verifier_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+    // The attacker's code (login A) injected into the victim's callback (login B): our
+    // server sends B's verifier, which does not match A's challenge.
+    let stolen = consent(&runner, &client, SELLER).await;
+    let victim_authorize = start_login(&runner, &client).await;
+    let code = stolen
+        .query_pairs()
+        .find(|(name, _)| name == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let victim_state = victim_authorize
+        .query_pairs()
+        .find(|(name, _)| name == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let mut injected = Url::parse(&runner.url("/auth/callback")).unwrap();
+    injected
+        .query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", &victim_state);
+
+    let response = client.get(injected).send().await.unwrap();
+    assert!(session_cookie(&response).is_none());
+    let body = problem(response, 400).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("invalid"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_denied_consent_is_a_clear_403() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+    let authorize = start_login(&runner, &client).await;
+    let form = open_consent(&client, &authorize).await;
+    let callback = decide(&client, &form, SELLER, "SELLER_ONE", "deny").await;
+    let response = client.get(callback).send().await.unwrap();
+    assert!(session_cookie(&response).is_none());
+    let body = problem(response, 403).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("did not authorize"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn return_to_is_checked_against_the_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(
+        dir.path(),
+        &[("AUTH_RETURN_TO_ORIGINS", "https://app.example.com")],
+    );
+    let client = browser();
+    let open_redirect = client
+        .get(runner.url("/auth/login?return_to=https://evil.example/"))
+        .send()
+        .await
+        .unwrap();
+    problem(open_redirect, 400).await;
+
+    let allowed = client
+        .get(runner.url("/auth/login?return_to=https://app.example.com/inbox"))
+        .send()
+        .await
+        .unwrap();
+    let form = open_consent(&client, &location(&allowed)).await;
+    let callback = decide(&client, &form, SELLER, "SELLER_ONE", "allow").await;
+    let response = client.get(callback).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()["location"],
+        "https://app.example.com/inbox"
+    );
+}
+
+#[tokio::test]
+async fn two_concurrent_logins_of_one_seller_leave_one_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+    // Both logins reach the provider's redirect first, then both callbacks race.
+    let first = consent(&runner, &client, SELLER).await;
+    let second = consent(&runner, &client, SELLER).await;
+    let (a, b) = tokio::join!(client.get(first).send(), client.get(second).send());
+    let tokens: Vec<String> = [a.unwrap(), b.unwrap()]
+        .iter()
+        .map(|response| session_cookie(response).expect("both logins succeed"))
+        .collect();
+
+    let mut live = 0;
+    for token in &tokens {
+        match me(&runner, &client, token).await.status().as_u16() {
+            200 => live += 1,
+            401 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(live, 1, "exactly one session survives");
+
+    // Another seller's session is not touched by this seller's logins.
+    let other = sign_in(&runner, &client, SELLER + 1).await;
+    sign_in(&runner, &client, SELLER).await;
+    assert_eq!(me(&runner, &client, &other).await.status(), 200);
+}
+
+#[tokio::test]
+async fn login_is_limited_per_client_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let response = client.get(runner.url("/auth/login")).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+        }
+    }
+    // A burst of 5, then refused (20/min is one every 3 s).
+    assert_eq!(&statuses[..5], &[302; 5]);
+    assert!(statuses[5..].contains(&429), "{statuses:?}");
+}
