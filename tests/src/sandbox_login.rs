@@ -38,7 +38,10 @@ pub async fn open_consent(browser: &reqwest::Client, authorize_url: &Url) -> Con
     let page = response.text().await.unwrap();
     let lowered = page.to_lowercase();
     for auto in ["<script", "http-equiv=\"refresh\"", "onload", ".submit("] {
-        assert!(!lowered.contains(auto), "the consent page must not submit itself ({auto})");
+        assert!(
+            !lowered.contains(auto),
+            "the consent page must not submit itself ({auto})"
+        );
     }
     let form_start = page.find("<form").expect("a form");
     let form_tag = &page[form_start..page[form_start..].find('>').unwrap() + form_start];
@@ -95,4 +98,37 @@ fn unescape(text: &str) -> String {
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&amp;", "&")
+}
+
+/// The sandbox provider served on 127.0.0.1 (for tests that run without the local
+/// runner): the provider, and its base URL (API and authorization host alike).
+pub async fn serve_sandbox(
+    settings: local::sandbox::SandboxSettings,
+) -> (std::sync::Arc<local::sandbox::Sandbox>, String) {
+    let sandbox = local::sandbox::Sandbox::new(settings);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = sandbox.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (sandbox, base)
+}
+
+/// Seller `seller` authorizes `login` at the provider: the authorization code.
+pub async fn authorization_code(
+    login: &shared::auth::login::LoginRequest,
+    auth_url: &Url,
+    client_id: &str,
+    redirect_uri: &str,
+    seller: u64,
+) -> String {
+    let authorize = login.authorize_url(auth_url, client_id, redirect_uri);
+    let browser = browser();
+    let form = open_consent(&browser, &authorize).await;
+    let callback = decide(&browser, &form, seller, "SELLER", "allow").await;
+    callback
+        .query_pairs()
+        .find(|(name, _)| name == "code")
+        .expect("a code")
+        .1
+        .into_owned()
 }

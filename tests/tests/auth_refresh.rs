@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use local::sandbox::{Sandbox, SandboxSettings};
 use secrecy::{ExposeSecret, SecretString};
-use sellerhub_tests::sandbox_login::{browser, decide, open_consent};
+use sellerhub_tests::sandbox_login::{authorization_code, serve_sandbox};
 use shared::auth::grants::{GrantInfo, GrantStatus, GrantTokens};
 use shared::auth::login::LoginRequest;
 use shared::auth::refresh::{RefreshOutcome, Refresher};
@@ -36,16 +36,13 @@ struct World {
 impl World {
     async fn start() -> Self {
         let secret = SecretString::from(shared::auth::random_token(32));
-        let sandbox = Sandbox::new(SandboxSettings {
+        let (sandbox, base) = serve_sandbox(SandboxSettings {
             client_id: CLIENT_ID.into(),
             client_secret: secret.clone(),
             redirect_uri: REDIRECT_URI.into(),
             access_token_ttl: Duration::from_secs(21_600),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = sandbox.router();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        })
+        .await;
 
         let vars = BTreeMap::from([
             ("MERCADOLIVRE_API_URL", base.clone()),
@@ -94,16 +91,8 @@ impl World {
     /// token expiring at `expires_at`.
     async fn connect(&self, tenant: &str, seller: u64, expires_at: i64) {
         let login = LoginRequest::new();
-        let authorize = login.authorize_url(&self.config.mercadolivre.auth_url, CLIENT_ID, REDIRECT_URI);
-        let browser = browser();
-        let form = open_consent(&browser, &authorize).await;
-        let callback = decide(&browser, &form, seller, "SELLER", "allow").await;
-        let code = callback
-            .query_pairs()
-            .find(|(name, _)| name == "code")
-            .unwrap()
-            .1
-            .into_owned();
+        let auth_url = &self.config.mercadolivre.auth_url;
+        let code = authorization_code(&login, auth_url, CLIENT_ID, REDIRECT_URI, seller).await;
         let tokens = self
             .mercadolivre()
             .exchange_code(
@@ -171,7 +160,11 @@ async fn concurrent_refreshers_spend_a_refresh_token_once() {
         "{outcomes:?}"
     );
     let stats = world.sandbox.stats();
-    assert_eq!((stats.refreshes, stats.rejected_grants), (1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.refreshes, stats.rejected_grants),
+        (1, 0),
+        "{stats:?}"
+    );
 
     let after = world.grants.load("t1").await.unwrap().unwrap();
     assert_eq!(after.info.status, GrantStatus::Ok);
@@ -223,7 +216,11 @@ async fn a_refused_refresh_token_marks_the_grant_and_is_not_retried() {
         RefreshOutcome::NeedsReconnect
     );
     let report = TokenRefresher::new(refresher).run(now).await.unwrap();
-    assert_eq!(report.refreshed + report.needs_reconnect + report.failed, 0, "{report:?}");
+    assert_eq!(
+        report.refreshed + report.needs_reconnect + report.failed,
+        0,
+        "{report:?}"
+    );
     assert_eq!(world.sandbox.stats().rejected_grants, 1);
 }
 
@@ -237,7 +234,10 @@ async fn the_scheduled_run_refreshes_only_what_is_due() {
     world.connect("revoked", 304, now + 30).await;
     world.sandbox.revoke_user(304);
 
-    let report = TokenRefresher::new(world.refresher()).run(now).await.unwrap();
+    let report = TokenRefresher::new(world.refresher())
+        .run(now)
+        .await
+        .unwrap();
     assert_eq!(report.refreshed, 2, "{report:?}");
     assert_eq!(report.needs_reconnect, 1, "{report:?}");
     assert_eq!(report.failed, 0, "{report:?}");
@@ -245,7 +245,10 @@ async fn the_scheduled_run_refreshes_only_what_is_due() {
     assert_eq!(later.info.expires_at, now + 3_600, "not due: untouched");
 
     // A second run right after has nothing left to do.
-    let again = TokenRefresher::new(world.refresher()).run(now).await.unwrap();
+    let again = TokenRefresher::new(world.refresher())
+        .run(now)
+        .await
+        .unwrap();
     assert_eq!(again.refreshed + again.needs_reconnect, 0, "{again:?}");
     assert_eq!(world.sandbox.stats().refreshes, 2);
 }
