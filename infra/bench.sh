@@ -22,10 +22,36 @@ if [ ${#functions[@]} -eq 0 ]; then
     for dir in functions/*/; do functions+=("$(basename "$dir")"); done
 fi
 
+# Throwaway secrets for the bench's functions (never used anywhere else).
+random() { head -c "$1" /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '='; }
+secrets=(
+    "SESSION_SIGNING_KEY=$(random 32)"
+    "GRANT_ENCRYPTION_KEY=bench:$(head -c 32 /dev/urandom | base64 -w0)"
+    "MERCADOLIVRE_CLIENT_SECRET=$(random 24)"
+    "MERCADOLIVRE_CLIENT_ID=123456"
+    "MERCADOLIVRE_REDIRECT_URI=https://api.example.com/prod/auth/callback"
+)
+
+# What each function is invoked with: its route (a request it answers without calling
+# Mercado Livre) and the services and secrets its init needs.
+bench_args() {
+    case "$1" in
+        health) echo "--path /health" ;;
+        auth-login) echo "--path /auth/login --upstash" ;;
+        auth-callback) echo "--path /auth/callback --upstash" ;;
+        auth-logout) echo "--path /auth/logout --method POST" ;;
+        me) echo "--path /v1/me" ;;
+        token-refresher) echo "--upstash" ;;
+        *) echo "" ;;
+    esac
+}
+
 cargo build --release -p sellerhub-tests --bin lambda_coldstart --bin limiter_bench
 for function in "${functions[@]}"; do
     echo "== $function"
-    "$ROOT/target/release/lambda_coldstart" "$function" "${RUNS:-20}" --moto
+    # shellcheck disable=SC2046 # the arguments are words on purpose
+    "$ROOT/target/release/lambda_coldstart" "$function" "${RUNS:-20}" --moto \
+        $(bench_args "$function") "${secrets[@]}"
 done
 
 echo "== rate limiter: round trips and check latency (redis-server through the Upstash REST shim)"

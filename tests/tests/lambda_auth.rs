@@ -242,7 +242,9 @@ async fn auth_login_redirects_with_pkce_and_limits_each_ip_in_redis() {
     }
     assert_eq!(&statuses[..4], &[302; 4], "{statuses:?}");
     assert!(statuses[4..].contains(&429), "{statuses:?}");
-    assert!(shim.requests() >= 7, "every check went to Redis");
+    // Every admitted check and the first refusal went to Redis (later refusals are
+    // answered by the in-process denial cache).
+    assert!(shim.requests() >= 6, "{} Upstash requests", shim.requests());
 }
 
 fn fastrand_octet() -> u8 {

@@ -26,6 +26,9 @@ pub struct AuthCallback {
     mercadolivre: Arc<MercadoLivre>,
     credentials: ClientCredentials,
     redirect_uri: String,
+    /// Our own paths live under this prefix (the API Gateway stage, `/prod`), read off
+    /// the registered callback URL.
+    base_path: String,
     grants: Grants,
     sessions: Sessions,
     session_ttl: Duration,
@@ -39,11 +42,13 @@ impl AuthCallback {
         grants: Grants,
         sessions: Sessions,
     ) -> Result<Self, ConfigError> {
+        let redirect_uri = config.auth.require_redirect_uri()?;
         Ok(Self {
             store,
             mercadolivre,
             credentials: crate::auth::client_credentials(config)?,
-            redirect_uri: config.auth.require_redirect_uri()?.to_string(),
+            redirect_uri: redirect_uri.to_string(),
+            base_path: base_path(redirect_uri),
             grants,
             sessions,
             session_ttl: config.auth.session_ttl,
@@ -123,13 +128,26 @@ impl AuthCallback {
             })?;
         tracing::info!(tenant = %tenant, seller_id = seller.id, "seller signed in");
 
-        let mut response = redirect(StatusCode::SEE_OTHER, &pending.return_to)?;
+        let location = if pending.return_to.starts_with('/') {
+            format!("{}{}", self.base_path, pending.return_to)
+        } else {
+            pending.return_to
+        };
+        let mut response = redirect(StatusCode::SEE_OTHER, &location)?;
         response.headers_mut().insert(
             SET_COOKIE,
             cookie::session_cookie(&session.token, self.session_ttl),
         );
         Ok(response)
     }
+}
+
+/// The path our routes hang under: the callback URL's path without `/auth/callback`.
+fn base_path(redirect_uri: &reqwest::Url) -> String {
+    let path = redirect_uri.path();
+    path.strip_suffix("/auth/callback")
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The provider's `error` parameter: the seller cancelled, or the request was refused.
@@ -163,5 +181,47 @@ fn sign_in_error(error: UpstreamError) -> ApiError {
         | UpstreamError::Rejected { .. }
         | UpstreamError::Malformed(_)
         | UpstreamError::InvalidPath(_) => ApiError::BadGateway(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_paths_are_under_the_stage_the_callback_is_registered_at() {
+        let url = |text: &str| reqwest::Url::parse(text).unwrap();
+        assert_eq!(
+            base_path(&url(
+                "https://abc.execute-api.sa-east-1.amazonaws.com/prod/auth/callback"
+            )),
+            "/prod"
+        );
+        assert_eq!(base_path(&url("https://api.example.com/auth/callback")), "");
+        assert_eq!(base_path(&url("http://127.0.0.1:3000/auth/callback")), "");
+    }
+
+    #[test]
+    fn provider_errors_are_clear_and_carry_no_internals() {
+        assert_eq!(
+            provider_refusal("access_denied").status(),
+            StatusCode::FORBIDDEN
+        );
+        let refused = provider_refusal("server_error<script>");
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert!(!refused.to_string().contains('<'), "{refused}");
+
+        let timeout = sign_in_error(UpstreamError::Unavailable {
+            cause: crate::upstream::UnavailableCause::Timeout,
+            retry_after: None,
+        });
+        assert_eq!(timeout.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let invalid = sign_in_error(UpstreamError::InvalidGrant);
+        assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+        let odd = sign_in_error(UpstreamError::Malformed("token body".into()));
+        assert_eq!(odd.status(), StatusCode::BAD_GATEWAY);
+        let body = odd.problem().into_response("r");
+        let text = String::from_utf8(body.body().as_ref().to_vec()).unwrap();
+        assert!(!text.contains("token body"), "{text}");
     }
 }

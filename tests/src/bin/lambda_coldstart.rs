@@ -12,7 +12,9 @@
 //! or the dev profile with `--debug`); `--binary` runs a prebuilt binary instead.
 //! `--check` exits 1 when a run failed or a budget is exceeded. `--moto` creates a table
 //! and the webhook queues on moto (MOTO_ENDPOINT) and hands them to the function, as
-//! template.yaml does in AWS.
+//! template.yaml does in AWS; `--upstash` serves the Upstash REST protocol in front of
+//! REDIS_URL and hands the function its URL and token. Each run comes from its own
+//! client address (X-Forwarded-For), so per-IP limits measure the admitted path.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,11 +42,12 @@ struct Args {
     binary: Option<PathBuf>,
     check: bool,
     moto: bool,
+    upstash: bool,
 }
 
 const USAGE: &str = "usage: lambda_coldstart <function> [runs=20] [KEY=VALUE...] [--path /health] \
 [--resource /health] [--method GET] [--header Name:Value]... [--body TEXT] [--timeout-secs 10] \
-[--debug] [--binary PATH] [--check] [--moto]";
+[--debug] [--binary PATH] [--check] [--moto] [--upstash]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -61,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
         binary: None,
         check: false,
         moto: false,
+        upstash: false,
     };
     let mut positional = Vec::new();
     let mut iter = std::env::args().skip(1);
@@ -89,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
             "--binary" => args.binary = Some(PathBuf::from(value("--binary")?)),
             "--check" => args.check = true,
             "--moto" => args.moto = true,
+            "--upstash" => args.upstash = true,
             flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}\n{USAGE}")),
             _ => positional.push(arg),
         }
@@ -150,6 +155,20 @@ async fn main() -> ExitCode {
             ("WEBHOOK_DLQ_URL".to_owned(), dlq_url),
         ]);
     }
+    // Kept alive for every run: the functions call it.
+    let _upstash = if args.upstash {
+        let shim = sellerhub_tests::upstash_shim::UpstashShim::start().await;
+        args.env.extend([
+            ("UPSTASH_REDIS_REST_URL".to_owned(), shim.url().to_owned()),
+            (
+                "UPSTASH_REDIS_REST_TOKEN".to_owned(),
+                shim.token().to_owned(),
+            ),
+        ]);
+        Some(shim)
+    } else {
+        None
+    };
     let binary = match &args.binary {
         Some(path) => path.clone(),
         None => match try_function_binary(&args.function, args.release) {
@@ -201,7 +220,15 @@ async fn main() -> ExitCode {
     let mut failures = 0usize;
     let mut first_failure: Option<String> = None;
 
-    for _ in 0..args.runs {
+    for run in 0..args.runs {
+        let client_ip = format!("203.0.113.{}", 1 + run % 250);
+        let mut headers = headers.clone();
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+        {
+            headers.push(("X-Forwarded-For", client_ip.as_str()));
+        }
         let event = apigw_rest_event(
             &args.method,
             &args.path,
