@@ -41,4 +41,3 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     }))
     .await
 }
-
