@@ -21,6 +21,21 @@ where
     .await
 }
 
+/// What every function's init starts with: JSON logging, the configuration (with its
+/// secret) and the AWS adapters. A failure is logged before it is returned.
+pub async fn init(
+    function: &'static str,
+) -> Result<(crate::config::Config, crate::adapters::Adapters), crate::config::ConfigError> {
+    crate::telemetry::init(function);
+    let config = crate::config::Config::load(crate::config::Profile::Lambda)
+        .await
+        .inspect_err(log_init_error)?;
+    let adapters = crate::adapters::Adapters::aws(&config)
+        .await
+        .inspect_err(log_init_error)?;
+    Ok((config, adapters))
+}
+
 /// Logs why init failed, before main returns the error and the process exits.
 pub fn log_init_error(error: &impl std::fmt::Display) {
     tracing::error!(error = %error, "init failed");

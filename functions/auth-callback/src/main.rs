@@ -3,22 +3,14 @@
 
 use std::sync::Arc;
 
-use shared::adapters::Adapters;
 use shared::auth::setup;
-use shared::config::{Config, Profile};
 use shared::handlers::auth_callback::AuthCallback;
 use shared::lambda::log_init_error;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init("auth-callback");
-    let config = Config::load(Profile::Lambda)
-        .await
-        .inspect_err(log_init_error)?;
-    let store = Adapters::aws(&config)
-        .await
-        .inspect_err(log_init_error)?
-        .store;
+    let (config, adapters) = shared::lambda::init("auth-callback").await?;
+    let store = adapters.store;
     let limiter = shared::ratelimit::setup::shared_limiter(&config).inspect_err(log_init_error)?;
     let mercadolivre = setup::mercadolivre(&config, limiter).inspect_err(log_init_error)?;
     let grants = setup::grants(&config, Arc::clone(&store)).inspect_err(log_init_error)?;

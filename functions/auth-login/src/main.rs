@@ -3,18 +3,12 @@
 
 use std::sync::Arc;
 
-use shared::adapters::Adapters;
-use shared::config::{Config, Profile};
 use shared::handlers::auth_login::AuthLogin;
 use shared::lambda::log_init_error;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init("auth-login");
-    let config = Config::load(Profile::Lambda)
-        .await
-        .inspect_err(log_init_error)?;
-    let adapters = Adapters::aws(&config).await.inspect_err(log_init_error)?;
+    let (config, adapters) = shared::lambda::init("auth-login").await?;
     let limiter = shared::ratelimit::setup::shared_limiter(&config).inspect_err(log_init_error)?;
     let login =
         Arc::new(AuthLogin::new(&config, adapters.store, limiter).inspect_err(log_init_error)?);

@@ -3,19 +3,11 @@
 
 use std::sync::Arc;
 
-use shared::adapters::Adapters;
-use shared::config::{Config, Profile};
 use shared::handlers::health::Health;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init("health");
-    let config = Config::load(Profile::Lambda)
-        .await
-        .inspect_err(shared::lambda::log_init_error)?;
-    let adapters = Adapters::aws(&config)
-        .await
-        .inspect_err(shared::lambda::log_init_error)?;
+    let (config, adapters) = shared::lambda::init("health").await?;
     let limiter =
         shared::ratelimit::setup::upstash(&config).inspect_err(shared::lambda::log_init_error)?;
     let health = Arc::new(Health::new(

@@ -5,23 +5,15 @@
 use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use shared::adapters::Adapters;
 use shared::auth::setup;
-use shared::config::{Config, Profile};
 use shared::handlers::token_refresher::TokenRefresher;
 use shared::lambda::log_init_error;
 use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init("token-refresher");
-    let config = Config::load(Profile::Lambda)
-        .await
-        .inspect_err(log_init_error)?;
-    let store = Adapters::aws(&config)
-        .await
-        .inspect_err(log_init_error)?
-        .store;
+    let (config, adapters) = shared::lambda::init("token-refresher").await?;
+    let store = adapters.store;
     let limiter = shared::ratelimit::setup::shared_limiter(&config).inspect_err(log_init_error)?;
     let mercadolivre = setup::mercadolivre(&config, limiter).inspect_err(log_init_error)?;
     let refresher = setup::refresher(&config, store, mercadolivre).inspect_err(log_init_error)?;
