@@ -50,6 +50,28 @@ async fn me(runner: &LocalRunner, client: &reqwest::Client, cookie: &str) -> req
         .unwrap()
 }
 
+async fn me_by_bearer(
+    runner: &LocalRunner,
+    client: &reqwest::Client,
+    token: &str,
+) -> reqwest::Response {
+    client
+        .get(runner.url("/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn logout(runner: &LocalRunner, client: &reqwest::Client, cookie: &str) -> reqwest::Response {
+    client
+        .post(runner.url("/auth/logout"))
+        .header("cookie", format!("sellerhub_session={cookie}"))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn problem(response: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(response.status(), status);
     assert_eq!(
@@ -109,21 +131,10 @@ async fn login_consent_callback_me_logout_me() {
             .is_some_and(|id| !id.is_empty())
     );
     assert!(body["session"]["expires_at"].is_string());
-    let bearer = client
-        .get(runner.url("/v1/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bearer.status(), 200);
+    assert_eq!(me_by_bearer(&runner, &client, &token).await.status(), 200);
 
     // Logout revokes the token and clears the cookie; /v1/me is then a 401 problem.
-    let response = client
-        .post(runner.url("/auth/logout"))
-        .header("cookie", format!("sellerhub_session={token}"))
-        .send()
-        .await
-        .unwrap();
+    let response = logout(&runner, &client, &token).await;
     assert_eq!(response.status(), 204);
     assert!(
         response.headers()["set-cookie"]
@@ -133,22 +144,10 @@ async fn login_consent_callback_me_logout_me() {
     );
     let body = problem(me(&runner, &client, &token).await, 401).await;
     assert_eq!(body["status"], 401);
-    let bearer = client
-        .get(runner.url("/v1/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bearer.status(), 401);
+    assert_eq!(me_by_bearer(&runner, &client, &token).await.status(), 401);
 
     // Logging out again changes nothing and still answers 204.
-    let again = client
-        .post(runner.url("/auth/logout"))
-        .header("cookie", format!("sellerhub_session={token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 204);
+    assert_eq!(logout(&runner, &client, &token).await.status(), 204);
 
     // No token, code, verifier or secret reached the log.
     let secrets: serde_json::Map<String, serde_json::Value> =
@@ -172,12 +171,7 @@ async fn no_session_is_a_401_problem_and_never_a_redirect() {
     let body = problem(client.get(runner.url("/v1/me")).send().await.unwrap(), 401).await;
     assert_eq!(body["title"], "Unauthorized");
     for token in ["garbage", "a.b.c", ""] {
-        let response = client
-            .get(runner.url("/v1/me"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let response = me_by_bearer(&runner, &client, token).await;
         assert_eq!(response.status(), 401, "{token:?}");
     }
 }

@@ -148,6 +148,15 @@ mod tests {
         }
     }
 
+    impl Fixture {
+        async fn sign_in(&self) -> crate::auth::sessions::IssuedSession {
+            self.sessions
+                .start("ml:5", "t5", now_epoch_seconds())
+                .await
+                .unwrap()
+        }
+    }
+
     fn request(header: Option<(&str, String)>) -> Request {
         let mut builder = http::Request::builder().uri("/v1/me");
         if let Some((name, value)) = header {
@@ -166,11 +175,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_token_by_bearer_or_cookie_gets_the_seller() {
         let f = fixture();
-        let session = f
-            .sessions
-            .start("ml:5", "t5", now_epoch_seconds())
-            .await
-            .unwrap();
+        let session = f.sign_in().await;
 
         let response = f.me.handle(bearer(&session.token)).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
@@ -193,11 +198,7 @@ mod tests {
     #[tokio::test]
     async fn authentication_costs_exactly_one_storage_read() {
         let f = fixture();
-        let session = f
-            .sessions
-            .start("ml:5", "t5", now_epoch_seconds())
-            .await
-            .unwrap();
+        let session = f.sign_in().await;
         let before = f.store.reads();
         f.me.authenticator
             .authenticate(&bearer(&session.token))
@@ -212,11 +213,7 @@ mod tests {
         let error = f.me.handle(request(None)).await.unwrap_err();
         assert_eq!(error.status(), StatusCode::UNAUTHORIZED);
 
-        let session = f
-            .sessions
-            .start("ml:5", "t5", now_epoch_seconds())
-            .await
-            .unwrap();
+        let session = f.sign_in().await;
         f.sessions
             .end(&session.claims, now_epoch_seconds())
             .await
@@ -228,11 +225,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_revocation_list_fails_secure_with_503() {
         let f = fixture();
-        let session = f
-            .sessions
-            .start("ml:5", "t5", now_epoch_seconds())
-            .await
-            .unwrap();
+        let session = f.sign_in().await;
         f.store.set_down(true);
         let error = f.me.handle(bearer(&session.token)).await.unwrap_err();
         assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
