@@ -405,3 +405,46 @@ fn walk_intrinsic(name: &str, arg: &Value, at: &str, found: &mut Vec<Reference>)
         _ => walk(arg, &here, found),
     }
 }
+
+// ------------------------------------------------------------------ policies
+
+/// The IAM statements of a function's inline `Policies`, each `!If` branch included (a
+/// statement that only exists under a condition still grants what it says).
+pub fn policy_statements(function: &Value) -> Vec<&Value> {
+    let mut statements = Vec::new();
+    if let Some(policies) = get_path(function, &["Properties", "Policies"]) {
+        collect_statements(policies, &mut statements);
+    }
+    statements
+}
+
+fn collect_statements<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+    if get(value, "Effect").is_some() {
+        out.push(value);
+        return;
+    }
+    match value {
+        Value::Mapping(m) => m.values().for_each(|v| collect_statements(v, out)),
+        Value::Sequence(items) => items.iter().for_each(|v| collect_statements(v, out)),
+        Value::Tagged(tagged) => collect_statements(&tagged.value, out),
+        _ => {}
+    }
+}
+
+/// A statement's `Action` as a list (a single string or a sequence).
+pub fn statement_actions(statement: &Value) -> Vec<&str> {
+    match get(statement, "Action") {
+        Some(Value::String(action)) => vec![action.as_str()],
+        Some(Value::Sequence(actions)) => actions.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A statement's `Resource` entries (a single value or a sequence), as written.
+pub fn statement_resources(statement: &Value) -> Vec<&Value> {
+    match get(statement, "Resource") {
+        Some(Value::Sequence(resources)) => resources.iter().collect(),
+        Some(resource) => vec![resource],
+        None => Vec::new(),
+    }
+}

@@ -17,6 +17,7 @@ use shared::store::{Store, now_epoch_seconds};
 use shared::upstream::{ClientCredentials, MercadoLivre, UpstreamLimits};
 
 /// What template.yaml and the secret give every function, with the table on moto.
+#[derive(Clone)]
 struct Deployment {
     vars: Vec<(&'static str, String)>,
     signing_key: SecretString,
@@ -249,6 +250,269 @@ async fn auth_login_redirects_with_pkce_and_limits_each_ip_in_redis() {
 
 fn fastrand_octet() -> u8 {
     (uuid::Uuid::new_v4().as_bytes()[0] % 250) + 1
+}
+
+/// A client address no other test (or recent run) uses, so the per-IP login limit kept
+/// in the shared Redis starts fresh.
+fn fresh_client_ip() -> String {
+    let bytes = *uuid::Uuid::new_v4().as_bytes();
+    format!("198.18.{}.{}", bytes[0], bytes[1].max(1))
+}
+
+/// The callback URL registered with the (sandbox) Mercado Livre application.
+const REDIRECT_URI: &str = "https://api.example.com/prod/auth/callback";
+
+/// The settings each binary cannot start without, on top of what every function needs
+/// (TABLE_NAME, WEBHOOK_QUEUE_URL). A missing one must fail init, naming it.
+const REQUIRED_SETTINGS: &[(&str, &[&str])] = &[
+    (
+        "auth-login",
+        &[
+            "TABLE_NAME",
+            "UPSTASH_REDIS_REST_URL",
+            "UPSTASH_REDIS_REST_TOKEN",
+            "MERCADOLIVRE_CLIENT_ID",
+            "MERCADOLIVRE_REDIRECT_URI",
+        ],
+    ),
+    (
+        "auth-callback",
+        &[
+            "TABLE_NAME",
+            "UPSTASH_REDIS_REST_URL",
+            "UPSTASH_REDIS_REST_TOKEN",
+            "SESSION_SIGNING_KEY",
+            "GRANT_ENCRYPTION_KEY",
+            "MERCADOLIVRE_CLIENT_ID",
+            "MERCADOLIVRE_CLIENT_SECRET",
+            "MERCADOLIVRE_REDIRECT_URI",
+        ],
+    ),
+    ("auth-logout", &["TABLE_NAME", "SESSION_SIGNING_KEY"]),
+    ("me", &["TABLE_NAME", "SESSION_SIGNING_KEY"]),
+    (
+        "token-refresher",
+        &[
+            "TABLE_NAME",
+            "UPSTASH_REDIS_REST_URL",
+            "UPSTASH_REDIS_REST_TOKEN",
+            "GRANT_ENCRYPTION_KEY",
+            "MERCADOLIVRE_CLIENT_ID",
+            "MERCADOLIVRE_CLIENT_SECRET",
+        ],
+    ),
+];
+
+#[tokio::test]
+async fn each_auth_function_fails_init_naming_every_setting_it_needs() {
+    let mut deployment = Deployment::on_moto(None).await;
+    // Nothing is called during init: the limiter's URL need not answer.
+    deployment.set("UPSTASH_REDIS_REST_URL", "http://127.0.0.1:9");
+    deployment.set("UPSTASH_REDIS_REST_TOKEN", shared::auth::random_token(24));
+    deployment.set("MERCADOLIVRE_CLIENT_ID", "123456");
+    deployment.set("MERCADOLIVRE_CLIENT_SECRET", shared::auth::random_token(32));
+    deployment.set("MERCADOLIVRE_REDIRECT_URI", REDIRECT_URI);
+
+    for (function, required) in REQUIRED_SETTINGS {
+        // With everything set, init succeeds: each failure below is the one variable's.
+        let mut complete = deployment.spawn(function).await;
+        complete
+            .wait_ready(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|error| panic!("{function} with every setting: {error}"));
+        assert!(complete.try_exit_status().is_none(), "{function} exited");
+        complete.kill().await;
+
+        for name in *required {
+            let mut without = deployment.clone();
+            without.unset(name);
+            let mut process = without.spawn(function).await;
+            let outcome = process.wait_ready(Duration::from_secs(30)).await;
+            assert!(
+                outcome.is_err(),
+                "{function} started without {name}: {outcome:?}"
+            );
+            let output = process.output();
+            assert!(
+                output.contains(&format!("{name} is not set")),
+                "{function} without {name}:\n{output}"
+            );
+        }
+    }
+}
+
+/// The settings of a deployment whose Mercado Livre is the sandbox at `base` and whose
+/// limiter is Redis behind the Upstash shim.
+fn sign_in_settings(
+    deployment: &mut Deployment,
+    shim: &UpstashShim,
+    base: &str,
+    client_secret: &SecretString,
+) {
+    deployment.set("UPSTASH_REDIS_REST_URL", shim.url());
+    deployment.set("UPSTASH_REDIS_REST_TOKEN", shim.token());
+    deployment.set("MERCADOLIVRE_CLIENT_ID", "123456");
+    deployment.set("MERCADOLIVRE_CLIENT_SECRET", client_secret.expose_secret());
+    deployment.set("MERCADOLIVRE_REDIRECT_URI", REDIRECT_URI);
+    deployment.set("MERCADOLIVRE_API_URL", base);
+    deployment.set("MERCADOLIVRE_AUTH_URL", base);
+}
+
+fn cookie_event(method: &str, path: &str, token: &str) -> serde_json::Value {
+    let cookie = format!("{}={token}", shared::auth::cookie::SESSION_COOKIE);
+    apigw_rest_event(
+        method,
+        path,
+        path,
+        &[("Cookie", cookie.as_str())],
+        &[],
+        None,
+    )
+}
+
+#[tokio::test]
+async fn a_seller_signs_in_through_the_login_and_callback_binaries_and_logs_out() {
+    let mut deployment = Deployment::on_moto(None).await;
+    let secret = SecretString::from(shared::auth::random_token(32));
+    let (sandbox, base) = serve_sandbox(local::sandbox::SandboxSettings {
+        client_id: "123456".into(),
+        client_secret: secret.clone(),
+        redirect_uri: REDIRECT_URI.into(),
+        access_token_ttl: Duration::from_secs(21_600),
+    })
+    .await;
+    let shim = UpstashShim::start().await;
+    sign_in_settings(&mut deployment, &shim, &base, &secret);
+    let mut login = deployment.spawn("auth-login").await;
+    let mut callback = deployment.spawn("auth-callback").await;
+    let mut me = deployment.spawn("me").await;
+    let mut logout = deployment.spawn("auth-logout").await;
+
+    // GET /auth/login: a redirect to the provider's consent page.
+    let ip = fresh_client_ip();
+    let started = login
+        .invoke(
+            apigw_rest_event(
+                "GET",
+                "/auth/login",
+                "/auth/login",
+                &[("X-Forwarded-For", ip.as_str())],
+                &[],
+                None,
+            ),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.status_code(), Some(302), "{}", login.output());
+    let authorize = reqwest::Url::parse(&started.header("location").unwrap()).unwrap();
+    assert!(authorize.as_str().starts_with(&base), "{authorize}");
+
+    // The seller clicks "allow"; the provider sends the browser back with code and state.
+    let browser = sellerhub_tests::sandbox_login::browser();
+    let form = sellerhub_tests::sandbox_login::open_consent(&browser, &authorize).await;
+    let back =
+        sellerhub_tests::sandbox_login::decide(&browser, &form, 777, "SELLER777", "allow").await;
+    assert!(back.as_str().starts_with(REDIRECT_URI), "{back}");
+    let query: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
+    let (code, state) = (query["code"].clone(), query["state"].clone());
+    let callback_event = || {
+        apigw_rest_event(
+            "GET",
+            "/auth/callback",
+            "/auth/callback",
+            &[],
+            &[("code", code.as_str()), ("state", state.as_str())],
+            None,
+        )
+    };
+
+    // GET /auth/callback: grant stored, session started, cookie set, back to our path.
+    let signed_in = callback
+        .invoke(callback_event(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status_code(), Some(303), "{}", callback.output());
+    assert_eq!(signed_in.header("location").as_deref(), Some("/prod/v1/me"));
+    let set_cookie = signed_in.header("set-cookie").expect("a session cookie");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let token = set_cookie
+        .strip_prefix(&format!("{}=", shared::auth::cookie::SESSION_COOKIE))
+        .and_then(|rest| rest.split(';').next())
+        .expect("the session cookie")
+        .to_owned();
+    assert_eq!(sandbox.stats().codes_redeemed, 1);
+
+    // The state was taken once: the same callback again is refused, nothing exchanged.
+    let replayed = callback
+        .invoke(callback_event(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(replayed.status_code(), Some(400));
+    assert_eq!(
+        replayed.header("content-type").as_deref(),
+        Some("application/problem+json")
+    );
+    assert_eq!(sandbox.stats().codes_redeemed, 1);
+
+    // GET /v1/me with the cookie: the seller, their tenant and a live grant.
+    let profile = me
+        .invoke(
+            cookie_event("GET", "/v1/me", &token),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(profile.status_code(), Some(200), "{}", me.output());
+    let body = profile.body_json().unwrap();
+    assert_eq!(body["user"]["id"], "ml:777");
+    assert_eq!(body["user"]["seller_id"], 777);
+    assert_eq!(body["grant"]["status"], "ok");
+    assert!(
+        body["tenant"]["id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+
+    // POST /auth/logout: 204, cookie cleared; the token no longer works.
+    let ended = logout
+        .invoke(
+            cookie_event("POST", "/auth/logout", &token),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended.status_code(), Some(204), "{}", logout.output());
+    assert!(
+        ended
+            .header("set-cookie")
+            .is_some_and(|cleared| cleared.contains("Max-Age=0")),
+        "{:?}",
+        ended.header("set-cookie")
+    );
+    let after = me
+        .invoke(
+            cookie_event("GET", "/v1/me", &token),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.status_code(), Some(401));
+
+    // No token, code or client secret reached any function's log.
+    for (name, process) in [
+        ("auth-login", &login),
+        ("auth-callback", &callback),
+        ("me", &me),
+        ("auth-logout", &logout),
+    ] {
+        let output = process.output();
+        for secret in [token.as_str(), code.as_str(), secret.expose_secret()] {
+            assert!(!output.contains(secret), "{name} logged a secret");
+        }
+    }
 }
 
 #[tokio::test]

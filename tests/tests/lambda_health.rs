@@ -83,9 +83,15 @@ async fn answers_an_api_gateway_event_with_every_check_ok() {
     assert_eq!(second.status_code(), Some(200));
 
     let init = function.init_duration().expect("init was timed");
-    let logs = function.stdout();
-    assert!(logs.contains("\"cold_start\":true"), "{logs}");
-    assert!(logs.contains("\"function\":\"health\""), "{logs}");
+    for field in ["\"cold_start\":true", "\"function\":\"health\""] {
+        assert!(
+            function
+                .wait_for_output(field, Duration::from_secs(5))
+                .await,
+            "{field} missing from\n{}",
+            function.output()
+        );
+    }
     println!(
         "health init {init:?}, peak RSS {:?} KiB",
         function.peak_rss_kib()

@@ -76,12 +76,16 @@ async fn echo_answers_a_rest_event_and_stays_warm() {
     assert!(function.api().polls() >= 2);
     let rss = function.peak_rss_kib().unwrap();
     assert!(rss > 0);
-    assert!(function.stderr().contains("echo_lambda init done"));
-    assert!(
-        function
-            .stdout()
-            .contains("echo_lambda handled POST /v1/things/abc")
-    );
+    for line in [
+        "echo_lambda init done",
+        "echo_lambda handled POST /v1/things/abc",
+    ] {
+        assert!(
+            function.wait_for_output(line, TIMEOUT).await,
+            "{line:?} missing from\n{}",
+            function.output()
+        );
+    }
     assert!(function.api().unexpected_requests().is_empty());
     eprintln!(
         "echo_lambda (debug): init {init:?}, first invocation {:?}, peak RSS {rss} KiB",

@@ -1,12 +1,13 @@
 //! template.yaml against the code and against itself: the routes equal `shared::routes`,
 //! every reference resolves, and the settings the design depends on are there.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use sellerhub_tests::template::{
     self, RefKind, binary_name, dangling_references, function_events, function_property, functions,
-    get, get_path, resource, resource_type,
+    get, get_path, policy_statements, resource, resource_type, statement_actions,
+    statement_resources,
 };
 use serde_norway::Value;
 
@@ -375,4 +376,271 @@ fn collect_actions(value: &Value, out: &mut Vec<String>) {
         Value::Tagged(t) => collect_actions(&t.value, out),
         _ => {}
     }
+}
+
+/// The crates under functions/ (a folder with a Cargo.toml), by name.
+fn function_crates() -> BTreeSet<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().join("Cargo.toml").is_file())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn every_function_crate_is_deployed_and_every_deployed_binary_is_a_crate() {
+    let doc = template::load();
+    let mut binaries = BTreeSet::new();
+    for (id, function) in functions(&doc) {
+        if let Some(binary) = binary_name(function) {
+            assert!(
+                binaries.insert(binary.to_owned()),
+                "{id}: Binary {binary} is built by two functions"
+            );
+        }
+    }
+    let crates = function_crates();
+    let not_deployed: Vec<_> = crates.difference(&binaries).collect();
+    let no_crate: Vec<_> = binaries.difference(&crates).collect();
+    assert!(
+        not_deployed.is_empty() && no_crate.is_empty(),
+        "functions/ and template.yaml disagree\n  crates no function builds: {not_deployed:?}\n  Binaries without a crate: {no_crate:?}"
+    );
+}
+
+/// The DynamoDB actions the storage kernel (shared/src/store/dynamodb.rs) can need: get,
+/// put, delete, query, and a transaction's items (Put, Delete, ConditionCheck). IAM has no
+/// `dynamodb:TransactWriteItems` action: a transaction is authorized by its items' actions.
+const KERNEL_DYNAMODB_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+];
+
+/// Which part of the table a policy `Resource` names.
+fn table_part(resource: &Value) -> Option<&'static str> {
+    if get_att_target(resource).is_some_and(|target| target == "Table")
+        && template::references(resource)
+            .first()
+            .is_some_and(|r| r.target == "Table.Arn")
+    {
+        return Some("table");
+    }
+    match resource {
+        Value::Tagged(tagged) if tagged.tag == "Sub" => match &tagged.value {
+            Value::String(text) if text == "${Table.Arn}/index/gsi1" => Some("gsi1"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[test]
+fn no_function_policy_has_a_dynamodb_wildcard_or_a_table_it_does_not_own() {
+    let doc = template::load();
+    for (id, function) in functions(&doc) {
+        for statement in policy_statements(function) {
+            let actions = statement_actions(statement);
+            let dynamodb: Vec<&str> = actions
+                .iter()
+                .copied()
+                .filter(|a| a.to_ascii_lowercase().starts_with("dynamodb:"))
+                .collect();
+            for action in &dynamodb {
+                assert!(!action.contains('*'), "{id}: wildcard action {action}");
+                assert!(
+                    KERNEL_DYNAMODB_ACTIONS.contains(action),
+                    "{id}: {action} is not an action the storage kernel needs (or not an IAM action)"
+                );
+            }
+            if dynamodb.is_empty() {
+                continue;
+            }
+            for resource in statement_resources(statement) {
+                assert!(
+                    table_part(resource).is_some(),
+                    "{id}: DynamoDB actions on {resource:?}, not the table or its gsi1 index"
+                );
+            }
+        }
+    }
+}
+
+/// What each function may do to the table, by the code path its handler runs (see the
+/// comments in template.yaml): (table actions, gsi1 actions).
+const AUTH_FUNCTION_DYNAMODB: &[(&str, &[&str], &[&str])] = &[
+    // login::save: a conditional put of the one-time state.
+    ("auth-login", &["dynamodb:PutItem"], &[]),
+    // login::take (delete), tenant lookup/creation (get; transaction of puts), grant
+    // connect (get + conditional put), session start (get head, query the user's
+    // sessions, transaction of puts and deletes).
+    (
+        "auth-callback",
+        &[
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+        ],
+        &[],
+    ),
+    // Sessions::end: a transaction of a put (revocation) and a delete (the session).
+    (
+        "auth-logout",
+        &["dynamodb:DeleteItem", "dynamodb:PutItem"],
+        &[],
+    ),
+    // The revocation check and the grant's public part.
+    ("me", &["dynamodb:GetItem"], &[]),
+    // Grants due on the expiry index (query gsi1), then per grant: get, conditional puts
+    // (lease, tokens, status), and an event put.
+    (
+        "token-refresher",
+        &["dynamodb:GetItem", "dynamodb:PutItem"],
+        &["dynamodb:Query"],
+    ),
+];
+
+#[test]
+fn auth_functions_get_exactly_the_table_actions_their_handlers_use_and_no_queue() {
+    let doc = template::load();
+    let by_binary: BTreeMap<&str, &Value> = functions(&doc)
+        .into_iter()
+        .filter_map(|(_, f)| binary_name(f).map(|b| (b, f)))
+        .collect();
+    for (binary, table, gsi1) in AUTH_FUNCTION_DYNAMODB {
+        let function = by_binary
+            .get(binary)
+            .unwrap_or_else(|| panic!("no function builds {binary}"));
+        let mut granted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for statement in policy_statements(function) {
+            assert_eq!(
+                get(statement, "Effect").and_then(Value::as_str),
+                Some("Allow"),
+                "{binary}"
+            );
+            for action in statement_actions(statement) {
+                let service = action.split(':').next().unwrap_or_default();
+                match service {
+                    "dynamodb" => {
+                        for resource in statement_resources(statement) {
+                            let part = table_part(resource).unwrap_or("other");
+                            granted.entry(part).or_default().insert(action);
+                        }
+                    }
+                    "secretsmanager" => {
+                        assert_eq!(action, "secretsmanager:GetSecretValue", "{binary}");
+                        let resources = statement_resources(statement);
+                        let refs: Vec<_> = resources
+                            .iter()
+                            .flat_map(|r| template::references(r))
+                            .map(|r| r.target)
+                            .collect();
+                        assert_eq!(refs, ["SecretsArn"], "{binary}: secret resource");
+                    }
+                    other => panic!("{binary}: unexpected {other} action {action}"),
+                }
+            }
+        }
+        let expected =
+            |actions: &[&'static str]| -> BTreeSet<&str> { actions.iter().copied().collect() };
+        assert_eq!(
+            granted.remove("table").unwrap_or_default(),
+            expected(table),
+            "{binary}: actions on the table"
+        );
+        assert_eq!(
+            granted.remove("gsi1").unwrap_or_default(),
+            expected(gsi1),
+            "{binary}: actions on gsi1"
+        );
+        assert!(granted.is_empty(), "{binary}: other grants {granted:?}");
+    }
+}
+
+#[test]
+fn no_function_refers_to_the_rest_api_that_invokes_it() {
+    // SAM writes every Api event's function ARN into the REST API's body, so a function
+    // referring to that API (say, to build its own callback URL) is a dependency cycle.
+    // cfn-lint does not see it (it lints the API with a placeholder body); CloudFormation
+    // refuses the stack. Hence MERCADOLIVRE_REDIRECT_URI is a parameter.
+    let doc = template::load();
+    let apis: BTreeSet<String> = template::resources_of_type(&doc, template::SERVERLESS_API)
+        .into_iter()
+        .map(|(id, _)| id)
+        .chain(["ServerlessRestApi".to_owned()])
+        .collect();
+    let globals = get_path(&doc, &["Globals", "Function"])
+        .map(template::references)
+        .unwrap_or_default();
+    for reference in &globals {
+        assert!(
+            !apis.contains(reference.base()),
+            "Globals.Function refers to the API every function is invoked by: {reference}"
+        );
+    }
+    for (id, function) in functions(&doc) {
+        let own = get(function, "Properties")
+            .map(template::references)
+            .unwrap_or_default();
+        for reference in own.iter().filter(|r| !r.at.contains("/Events/")) {
+            assert!(
+                !apis.contains(reference.base()),
+                "{id} refers to a REST API: {reference}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_token_refresher_runs_every_5_minutes_unreserved_with_an_errors_alarm() {
+    let doc = template::load();
+    let (id, refresher) = functions(&doc)
+        .into_iter()
+        .find(|(_, f)| binary_name(f) == Some("token-refresher"))
+        .expect("a token-refresher function");
+    let schedules = function_events(refresher, "Schedule");
+    assert_eq!(schedules.len(), 1, "{id}: one schedule");
+    assert_eq!(
+        get(schedules[0].1, "Schedule").and_then(Value::as_str),
+        Some("rate(5 minutes)")
+    );
+    assert_eq!(
+        as_u64(function_property(&doc, refresher, "Timeout")),
+        Some(60)
+    );
+    // Two runs at once are safe (a lease per grant), so no concurrency is reserved.
+    assert!(function_property(&doc, refresher, "ReservedConcurrentExecutions").is_none());
+    assert!(function_events(refresher, "Api").is_empty());
+
+    let alarmed = template::resources_of_type(&doc, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .any(|(_, alarm)| {
+            let props = |key: &str| get_path(alarm, &["Properties", key]);
+            let on_function = props("Dimensions")
+                .and_then(Value::as_sequence)
+                .is_some_and(|dims| {
+                    dims.iter().any(|d| {
+                        get(d, "Name").and_then(Value::as_str) == Some("FunctionName")
+                            && get(d, "Value")
+                                .map(template::references)
+                                .is_some_and(|r| r.iter().any(|r| r.target == id))
+                    })
+                });
+            let notifies = props("AlarmActions")
+                .map(template::references)
+                .is_some_and(|r| r.iter().any(|r| r.target == "AlarmTopic"));
+            on_function
+                && props("MetricName").and_then(Value::as_str) == Some("Errors")
+                && props("Namespace").and_then(Value::as_str) == Some("AWS/Lambda")
+                && notifies
+        });
+    assert!(
+        alarmed,
+        "an AWS/Lambda Errors alarm on {id} notifying AlarmTopic"
+    );
 }

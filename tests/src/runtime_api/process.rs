@@ -264,6 +264,22 @@ impl FunctionProcess {
         self.stdout.text()
     }
 
+    /// Whether stdout or stderr shows `needle` within `timeout`: the pipes are read on
+    /// threads of their own, so a line written just before a response may reach the
+    /// buffer just after it.
+    pub async fn wait_for_output(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stdout().contains(needle) || self.stderr().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Everything the function wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.text()
