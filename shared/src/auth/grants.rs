@@ -64,6 +64,8 @@ impl std::fmt::Debug for GrantTokens {
 pub struct Grant {
     pub info: GrantInfo,
     pub tokens: GrantTokens,
+    /// The tokens as stored, for rewriting the public part without sealing them again.
+    pub sealed: Sealed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +134,7 @@ impl Grants {
                 access_token: tokens.access_token.into(),
                 refresh_token: tokens.refresh_token.into(),
             },
+            sealed,
         }))
     }
 
@@ -179,36 +182,19 @@ impl Grants {
                 tenant: info.tenant.clone(),
                 error,
             })?;
-        let mut data =
-            serde_json::to_value(info).map_err(|error| StoreError::Invalid(error.to_string()))?;
-        data["sealed"] = json!(sealed);
-        let mut item = Item::new(key(&info.tenant), data).with_version(info.version);
-        if info.status == GrantStatus::Ok {
-            item = item.with_gsi1(Key::new(
-                EXPIRY_INDEX,
-                format!("{:012}#{}", info.expires_at.max(0), info.tenant),
-            ));
-        }
-        self.store.put(item, condition).await?;
+        self.store.put(item(info, &sealed)?, condition).await?;
         Ok(())
     }
 
-    /// Rewrites the public part only, keeping the sealed tokens as they are (a lease, or
-    /// a status change).
-    pub async fn update_info(&self, info: &GrantInfo, condition: Condition) -> StoreResult<()> {
-        let current = self
-            .store
-            .get(&key(&info.tenant))
-            .await?
-            .ok_or(StoreError::ConditionFailed)?;
-        let mut data =
-            serde_json::to_value(info).map_err(|error| StoreError::Invalid(error.to_string()))?;
-        data["sealed"] = current.data["sealed"].clone();
-        let mut item = Item::new(key(&info.tenant), data).with_version(info.version);
-        if info.status == GrantStatus::Ok {
-            item.gsi1 = current.gsi1;
-        }
-        self.store.put(item, condition).await
+    /// Rewrites the public part only, with the tokens `sealed` as they were loaded (a
+    /// lease, or a status change).
+    pub async fn update_info(
+        &self,
+        info: &GrantInfo,
+        sealed: &Sealed,
+        condition: Condition,
+    ) -> StoreResult<()> {
+        self.store.put(item(info, sealed)?, condition).await
     }
 
     /// One page of the tenants whose grant expires before `before` and can be refreshed,
@@ -238,6 +224,21 @@ impl Grants {
             .collect();
         Ok((tenants, page.next))
     }
+}
+
+/// The stored item of a grant: a refreshable grant is on the expiry index.
+fn item(info: &GrantInfo, sealed: &Sealed) -> StoreResult<Item> {
+    let mut data =
+        serde_json::to_value(info).map_err(|error| StoreError::Invalid(error.to_string()))?;
+    data["sealed"] = json!(sealed);
+    let mut item = Item::new(key(&info.tenant), data).with_version(info.version);
+    if info.status == GrantStatus::Ok {
+        item = item.with_gsi1(Key::new(
+            EXPIRY_INDEX,
+            format!("{:012}#{}", info.expires_at.max(0), info.tenant),
+        ));
+    }
+    Ok(item)
 }
 
 /// A tenant's grant, public part only: reading it needs no key.

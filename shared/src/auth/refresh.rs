@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::grant_cipher::Sealed;
 use super::grants::{GrantError, GrantInfo, GrantStatus, GrantTokens, Grants};
 use crate::store::{Condition, EpochSeconds, StoreError};
 use crate::telemetry::emf;
@@ -139,7 +140,7 @@ impl Refresher {
         };
         match self
             .grants
-            .update_info(&leased, Condition::VersionIs(info.version))
+            .update_info(&leased, &grant.sealed, Condition::VersionIs(info.version))
             .await
         {
             Ok(()) => {}
@@ -162,7 +163,8 @@ impl Refresher {
                     .await
             }
             Err(UpstreamError::InvalidGrant) => {
-                self.mark_needs_reconnect(&leased, after_lease, now).await?;
+                self.mark_needs_reconnect(&leased, &grant.sealed, after_lease, now)
+                    .await?;
                 Ok(RefreshOutcome::NeedsReconnect)
             }
             Err(error) => {
@@ -173,7 +175,11 @@ impl Refresher {
                     version: leased.version + 1,
                     ..leased
                 };
-                if let Err(release) = self.grants.update_info(&released, after_lease).await {
+                if let Err(release) = self
+                    .grants
+                    .update_info(&released, &grant.sealed, after_lease)
+                    .await
+                {
                     tracing::warn!(tenant, error = %release, "could not release the grant's lease");
                 }
                 Err(RefreshError::Upstream(error))
@@ -219,6 +225,7 @@ impl Refresher {
     async fn mark_needs_reconnect(
         &self,
         leased: &GrantInfo,
+        sealed: &Sealed,
         after_lease: Condition,
         now: EpochSeconds,
     ) -> Result<(), RefreshError> {
@@ -228,7 +235,7 @@ impl Refresher {
             version: leased.version + 1,
             ..leased.clone()
         };
-        self.grants.update_info(&info, after_lease).await?;
+        self.grants.update_info(&info, sealed, after_lease).await?;
         tracing::warn!(
             tenant = %info.tenant,
             seller_id = info.seller_id,
