@@ -1,4 +1,5 @@
-//! The handlers of every function, built once from the shared adapters, by name.
+//! Every function's handler, built once from the composition root by the same
+//! `build` its Lambda binary calls, and found by the function's name.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -6,115 +7,143 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
-use shared::adapters::Adapters;
-use shared::auth::{Authenticator, setup};
-use shared::config::{Config, ConfigError};
+use shared::config::ConfigError;
 use shared::handlers::auth_callback::AuthCallback;
 use shared::handlers::auth_login::AuthLogin;
 use shared::handlers::auth_logout::AuthLogout;
 use shared::handlers::health::Health;
 use shared::handlers::me::Me;
 use shared::handlers::token_refresher::TokenRefresher;
+use shared::handlers::{HttpHandler, ScheduledHandler};
 use shared::http::ApiError;
+use shared::services::Services;
+use shared::store::EpochSeconds;
 
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, ApiError>> + Send>>;
-pub type Handler = Arc<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub type Handler =
+    Arc<dyn Fn(Request) -> BoxFuture<Result<Response<Body>, ApiError>> + Send + Sync>;
+/// One run of a scheduled worker at a time: its error, if it failed, as text.
+pub type Run = Arc<dyn Fn(EpochSeconds) -> BoxFuture<Result<(), String>> + Send + Sync>;
 
-/// The HTTP functions by name, and the scheduled workers.
-pub struct Functions {
-    http: BTreeMap<&'static str, Handler>,
-    pub token_refresher: Arc<TokenRefresher>,
+/// Builds one function's handler, named by its function.
+type Build<T> = fn(&Services) -> Result<(&'static str, T), ConfigError>;
+
+/// Every HTTP function's handler, by type: its name comes with it.
+const HTTP: &[Build<Handler>] = &[
+    http::<Health>,
+    http::<AuthLogin>,
+    http::<AuthCallback>,
+    http::<AuthLogout>,
+    http::<Me>,
+];
+
+/// Every scheduled worker's handler.
+const SCHEDULED: &[Build<Run>] = &[scheduled::<TokenRefresher>];
+
+fn http<H: HttpHandler>(services: &Services) -> Result<(&'static str, Handler), ConfigError> {
+    let handler = Arc::new(H::build(services)?);
+    let handle: Handler = Arc::new(move |request| {
+        let handler = Arc::clone(&handler);
+        Box::pin(async move { handler.handle(request).await })
+    });
+    Ok((H::FUNCTION, handle))
 }
 
-/// A handler calling `handle` on a state built once.
-fn handler<S, F, Fut>(state: S, handle: F) -> Handler
-where
-    S: Send + Sync + 'static,
-    F: Fn(Arc<S>, Request) -> Fut + Send + Sync + Copy + 'static,
-    Fut: Future<Output = Result<Response<Body>, ApiError>> + Send + 'static,
-{
-    let state = Arc::new(state);
-    Arc::new(move |request| Box::pin(handle(Arc::clone(&state), request)))
+fn scheduled<H: ScheduledHandler>(services: &Services) -> Result<(&'static str, Run), ConfigError> {
+    let handler = Arc::new(H::build(services)?);
+    let run: Run = Arc::new(move |now| {
+        let handler = Arc::clone(&handler);
+        Box::pin(async move {
+            let report = handler.run(now).await.map_err(|error| error.to_string())?;
+            tracing::debug!(function = H::FUNCTION, report = ?report, "scheduled run finished");
+            Ok(())
+        })
+    });
+    Ok((H::FUNCTION, run))
+}
+
+/// The handlers of every function, by name.
+pub struct Functions {
+    http: BTreeMap<&'static str, Handler>,
+    scheduled: BTreeMap<&'static str, Run>,
 }
 
 impl Functions {
-    pub fn new(config: &Config, adapters: &Adapters) -> Result<Self, ConfigError> {
-        let store = &adapters.store;
-        let limiter = shared::ratelimit::setup::local_limiter(config)?;
-        let mercadolivre = setup::mercadolivre(config, Arc::clone(&limiter))?;
-        let sessions = setup::sessions(config, Arc::clone(store))?;
-        let mut http: BTreeMap<&'static str, Handler> = BTreeMap::new();
-
-        let health = Health::new(
-            Arc::clone(store),
-            Arc::clone(&adapters.webhook_queue),
-            shared::ratelimit::setup::upstash(config)?,
-            config.health.clone(),
-            config.version,
-        );
-        http.insert(
-            "health",
-            handler(health, |health, request| async move {
-                health.handle(request).await
-            }),
-        );
-
-        let login = AuthLogin::new(config, Arc::clone(store), limiter)?;
-        http.insert(
-            "auth-login",
-            handler(login, |login, request| async move {
-                login.handle(request).await
-            }),
-        );
-
-        let callback = AuthCallback::new(
-            config,
-            Arc::clone(store),
-            Arc::clone(&mercadolivre),
-            setup::grants(config, Arc::clone(store))?,
-            sessions.clone(),
-        )?;
-        http.insert(
-            "auth-callback",
-            handler(callback, |callback, request| async move {
-                callback.handle(request).await
-            }),
-        );
-
-        let logout = AuthLogout::new(sessions.clone());
-        http.insert(
-            "auth-logout",
-            handler(logout, |logout, request| async move {
-                logout.handle(request).await
-            }),
-        );
-
-        let me = Me::new(Authenticator::new(sessions), Arc::clone(store));
-        http.insert(
-            "me",
-            handler(me, |me, request| async move { me.handle(request).await }),
-        );
-
-        let token_refresher = Arc::new(TokenRefresher::new(setup::refresher(
-            config,
-            Arc::clone(store),
-            mercadolivre,
-        )?));
-
+    pub fn new(services: &Services) -> Result<Self, ConfigError> {
         Ok(Self {
-            http,
-            token_refresher,
+            http: HTTP
+                .iter()
+                .map(|build| build(services))
+                .collect::<Result<_, _>>()?,
+            scheduled: SCHEDULED
+                .iter()
+                .map(|build| build(services))
+                .collect::<Result<_, _>>()?,
         })
     }
 
-    /// The handler of `function`. Every function the route table names has one: the
-    /// local runner refuses to start otherwise.
+    /// The handler of HTTP function `function`. Every function the route table names
+    /// has one (a test checks it).
     pub fn handler(&self, function: &str) -> Handler {
         match self.http.get(function) {
             Some(handler) => Arc::clone(handler),
-            None => panic!(
-                "the local runner has no handler for function {function:?} of the route table"
-            ),
+            None => panic!("the local runner has no handler for HTTP function {function:?}"),
         }
+    }
+
+    /// The run of scheduled worker `function`. Every scheduled worker of the worker table
+    /// has one (a test checks it).
+    pub fn scheduled(&self, function: &str) -> Run {
+        match self.scheduled.get(function) {
+            Some(run) => Arc::clone(run),
+            None => panic!("the local runner has no handler for worker {function:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use shared::config::{Config, Profile};
+    use shared::routes::{ROUTES, Trigger, WORKERS};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_function_of_the_route_and_worker_tables_has_a_handler_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().display().to_string();
+        let vars = [
+            ("DATA_DIR", data_dir.as_str()),
+            ("MERCADOLIVRE_API_URL", "http://127.0.0.1:9/api"),
+            ("MERCADOLIVRE_CLIENT_ID", "app"),
+            ("MERCADOLIVRE_CLIENT_SECRET", "app-secret"),
+            (
+                "MERCADOLIVRE_REDIRECT_URI",
+                "http://127.0.0.1:3000/auth/callback",
+            ),
+        ];
+        let mut config = Config::from_vars(Profile::Local, |name| {
+            vars.iter()
+                .find(|(known, _)| *known == name)
+                .map(|(_, value)| value.to_string())
+        })
+        .unwrap();
+        crate::local_secrets::fill_in(&mut config).unwrap();
+        let adapters = crate::adapters::build(&config).await.unwrap();
+        let functions = Functions::new(&Services::new(config, adapters)).unwrap();
+
+        let http: BTreeSet<&str> = functions.http.keys().copied().collect();
+        let routed: BTreeSet<&str> = ROUTES.iter().map(|route| route.function).collect();
+        assert_eq!(http, routed);
+
+        let scheduled: BTreeSet<&str> = functions.scheduled.keys().copied().collect();
+        let workers: BTreeSet<&str> = WORKERS
+            .iter()
+            .filter(|worker| matches!(worker.trigger, Trigger::Every { .. }))
+            .map(|worker| worker.function)
+            .collect();
+        assert_eq!(scheduled, workers);
     }
 }

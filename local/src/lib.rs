@@ -19,6 +19,7 @@ use axum::routing::{MethodFilter, on};
 use shared::config::{Config, ConfigError};
 use shared::http::ApiError;
 use shared::routes::ROUTES;
+use shared::services::Services;
 use tokio::net::TcpListener;
 
 pub use functions::Functions;
@@ -73,13 +74,15 @@ pub async fn serve(
         None
     };
     let adapters = adapters::build(&config).await?;
-    let functions = Arc::new(Functions::new(&config, &adapters)?);
+    let services = Services::new(config.clone(), adapters);
+    let functions = Arc::new(Functions::new(&services)?);
     let app = router(Arc::clone(&functions), sandbox.as_ref())
         .into_make_service_with_connect_info::<SocketAddr>();
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let schedules = tokio::spawn(schedules::run(
-        Arc::clone(&functions.token_refresher),
+        Arc::clone(&functions),
+        services.clock(),
         stopped,
     ));
     tracing::info!(

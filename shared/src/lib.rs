@@ -5,6 +5,7 @@
 pub mod adapters;
 pub mod auth;
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod embedded_db;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod outbound;
 pub mod queue;
 pub mod ratelimit;
 pub mod routes;
+pub mod services;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;

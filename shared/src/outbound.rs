@@ -1,8 +1,8 @@
-//! The process's outbound HTTP client, for every dependency spoken to over HTTPS
-//! (Mercado Livre, Upstash). One per process: its pooled connections outlive a Lambda
-//! invocation, so warm invocations skip the TCP and TLS handshakes.
+//! The outbound HTTP client of every dependency spoken to over HTTPS (Mercado Livre,
+//! Upstash), each with its own connect timeout. One per dependency per process (see
+//! `crate::services`): its pooled connections outlive a Lambda invocation, so warm
+//! invocations skip the TCP and TLS handshakes.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// A new client. Redirects are not followed: no API we call answers with one, and a
@@ -17,14 +17,4 @@ pub fn http_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("sellerhub/", env!("CARGO_PKG_VERSION")))
         .build()
-}
-
-/// The process's one client; the first caller's connect timeout wins.
-pub fn shared_http_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    if let Some(client) = CLIENT.get() {
-        return Ok(client.clone());
-    }
-    let client = http_client(connect_timeout)?;
-    Ok(CLIENT.get_or_init(|| client).clone())
 }

@@ -1,5 +1,6 @@
-//! THE route table: every HTTP route and the function that serves it. The local runner
-//! routes by it, and a test asserts template.yaml declares exactly these routes.
+//! THE route table — every HTTP route and the function that serves it — and the worker
+//! table — every other function and what triggers it. The local runner serves and runs
+//! by them, and tests assert template.yaml declares exactly these.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Route {
@@ -37,3 +38,25 @@ pub const ROUTES: &[Route] = &[
         function: "me",
     },
 ];
+
+/// What starts a function that serves no route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Trigger {
+    /// An EventBridge schedule, `rate(N minutes)` in template.yaml.
+    Every { minutes: u32 },
+}
+
+/// A function that serves no route: a worker, and what starts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Worker {
+    /// The function (binary and crate under functions/).
+    pub function: &'static str,
+    pub trigger: Trigger,
+}
+
+/// THE worker table: the local runner starts each worker by it, and a test asserts
+/// template.yaml declares exactly these functions with these triggers.
+pub const WORKERS: &[Worker] = &[Worker {
+    function: "token-refresher",
+    trigger: Trigger::Every { minutes: 5 },
+}];

@@ -151,6 +151,43 @@ pub fn api_routes() -> BTreeSet<(String, String, String)> {
     api_routes_of(&load())
 }
 
+/// (binary, trigger) for every serverless function in `doc` that has no `Type: Api`
+/// event: each `Schedule` event as its expression (`rate(5 minutes)`), each `SQS` event
+/// as `sqs`. A worker with no trigger at all shows as `<no trigger>`, so the comparison
+/// with the worker table fails on it instead of skipping it.
+pub fn workers_of(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut workers = BTreeSet::new();
+    for (logical_id, function) in functions(doc) {
+        if !function_events(function, "Api").is_empty() {
+            continue;
+        }
+        let binary = binary_name(function)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("<{logical_id}: no Binary>"));
+        let mut triggers: Vec<String> = function_events(function, "Schedule")
+            .into_iter()
+            .map(|(event, props)| {
+                get(props, "Schedule")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("<{logical_id}.{event}: no Schedule>"))
+            })
+            .collect();
+        triggers.extend(
+            function_events(function, "SQS")
+                .into_iter()
+                .map(|_| "sqs".to_owned()),
+        );
+        if triggers.is_empty() {
+            triggers.push("<no trigger>".to_owned());
+        }
+        for trigger in triggers {
+            workers.insert((binary.clone(), trigger));
+        }
+    }
+    workers
+}
+
 // ------------------------------------------------------------------ references
 
 /// What a reference names.

@@ -13,12 +13,15 @@ use shared::auth::grants::{GrantInfo, GrantStatus, GrantTokens};
 use shared::auth::login::LoginRequest;
 use shared::auth::refresh::{RefreshOutcome, Refresher};
 use shared::auth::{GrantCipher, Grants};
+use shared::clock::{Clock, SystemClock};
 use shared::config::{Config, Profile};
 use shared::embedded_db::EmbeddedDb;
+use shared::events::Events;
+use shared::handlers::ScheduledHandler;
 use shared::handlers::token_refresher::TokenRefresher;
 use shared::ratelimit::memory::MemoryLimiter;
 use shared::store::embedded::EmbeddedStore;
-use shared::store::{Query, SortKey, Store, now_epoch_seconds};
+use shared::store::{Query, SortKey, Store};
 use shared::upstream::{ClientCredentials, MercadoLivre, UpstreamLimits};
 
 const CLIENT_ID: &str = "sellerhub-test";
@@ -80,6 +83,7 @@ impl World {
     fn refresher(&self) -> Refresher {
         Refresher::new(
             self.grants.clone(),
+            Events::new(Arc::clone(&self.store)),
             self.mercadolivre(),
             Arc::new(self.credentials.clone()),
             Duration::from_secs(600),
@@ -124,7 +128,7 @@ impl World {
 #[tokio::test]
 async fn concurrent_refreshers_spend_a_refresh_token_once() {
     let world = World::start().await;
-    let now = now_epoch_seconds();
+    let now = SystemClock.now_secs();
     world.connect("t1", 101, now + 60).await;
     let before = world.grants.load("t1").await.unwrap().unwrap();
 
@@ -189,7 +193,7 @@ async fn concurrent_refreshers_spend_a_refresh_token_once() {
 #[tokio::test]
 async fn a_refused_refresh_token_marks_the_grant_and_is_not_retried() {
     let world = World::start().await;
-    let now = now_epoch_seconds();
+    let now = SystemClock.now_secs();
     world.connect("t2", 202, now + 60).await;
     world.sandbox.revoke_user(202);
 
@@ -227,7 +231,7 @@ async fn a_refused_refresh_token_marks_the_grant_and_is_not_retried() {
 #[tokio::test]
 async fn the_scheduled_run_refreshes_only_what_is_due() {
     let world = World::start().await;
-    let now = now_epoch_seconds();
+    let now = SystemClock.now_secs();
     world.connect("due-1", 301, now + 120).await;
     world.connect("due-2", 302, now + 599).await;
     world.connect("later", 303, now + 3_600).await;

@@ -13,7 +13,8 @@ use sellerhub_tests::upstash_shim::UpstashShim;
 use shared::auth::grants::{GrantInfo, GrantStatus, GrantTokens};
 use shared::auth::login::LoginRequest;
 use shared::auth::{GrantCipher, Grants, SessionKeys, Sessions};
-use shared::store::{Store, now_epoch_seconds};
+use shared::clock::{Clock, SystemClock};
+use shared::store::Store;
 use shared::upstream::{ClientCredentials, MercadoLivre, UpstreamLimits};
 
 /// What template.yaml and the secret give every function, with the table on moto.
@@ -124,7 +125,7 @@ async fn me_needs_a_live_session() {
 
     let sessions = deployment.sessions().await;
     let session = sessions
-        .start("ml:7", "tenant-7", now_epoch_seconds())
+        .start("ml:7", "tenant-7", SystemClock.now_secs())
         .await
         .unwrap();
     let token = session.token.expose_secret();
@@ -138,7 +139,7 @@ async fn me_needs_a_live_session() {
     assert_eq!(body["grant"]["status"], "needs_reconnect");
 
     sessions
-        .end(&session.claims, now_epoch_seconds())
+        .end(&session.claims, SystemClock.now_secs())
         .await
         .unwrap();
     let revoked = me
@@ -153,7 +154,7 @@ async fn me_needs_a_live_session() {
 async fn me_fails_secure_with_503_when_the_revocation_list_cannot_be_read() {
     let deployment = Deployment::on_moto(Some("no-such-table")).await;
     let keys = SessionKeys::new(&deployment.signing_key, "sellerhub").unwrap();
-    let now = now_epoch_seconds();
+    let now = SystemClock.now_secs();
     let token = keys
         .sign(&shared::auth::Claims {
             iss: "sellerhub".into(),
@@ -571,7 +572,7 @@ async fn the_scheduled_token_refresher_refreshes_what_is_due() {
         deployment.store().await,
         Arc::new(GrantCipher::parse(&deployment.grant_key).unwrap()),
     );
-    let now = now_epoch_seconds();
+    let now = SystemClock.now_secs();
     let info = GrantInfo {
         tenant: "tenant-4242".into(),
         seller_id: 4242,

@@ -26,7 +26,7 @@ async fn the_secret_provides_and_overrides_secrets() {
     let arn = created.arn().unwrap();
 
     let mut config = local_config();
-    config.load_secret(&sdk, arn).await.unwrap();
+    config.secrets.load(&sdk, arn).await.unwrap();
     assert_eq!(
         config
             .secrets
@@ -50,7 +50,8 @@ async fn a_missing_secret_is_an_init_error_naming_secrets_arn() {
     let sdk = moto::sdk_config().await;
     let mut config = local_config();
     let error = config
-        .load_secret(
+        .secrets
+        .load(
             &sdk,
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:absent-AbCdEf",
         )

@@ -60,6 +60,67 @@ fn template_routes_equal_the_route_table() {
 }
 
 #[test]
+fn template_workers_equal_the_worker_table() {
+    let declared = template::workers_of(&template::load());
+    let table: BTreeSet<(String, String)> = shared::routes::WORKERS
+        .iter()
+        .map(|worker| {
+            let trigger = match worker.trigger {
+                shared::routes::Trigger::Every { minutes } => format!("rate({minutes} minutes)"),
+            };
+            (worker.function.to_owned(), trigger)
+        })
+        .collect();
+    let missing: Vec<_> = table.difference(&declared).collect();
+    let extra: Vec<_> = declared.difference(&table).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "template.yaml and shared::routes::WORKERS disagree\n  in WORKERS only: {missing:?}\n  in template.yaml only: {extra:?}"
+    );
+}
+
+#[test]
+fn worker_parser_reads_schedules_queues_and_untriggered_functions() {
+    let doc = template::parse(
+        r#"
+Resources:
+  Refresher:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: token-refresher } }
+    Properties:
+      Events:
+        Every: { Type: Schedule, Properties: { Schedule: rate(5 minutes) } }
+  Worker:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: webhook-worker } }
+    Properties:
+      Events:
+        Queue: { Type: SQS, Properties: { Queue: !GetAtt Q.Arn } }
+  Idle:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: idle } }
+  Api:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: me } }
+    Properties:
+      Events:
+        Get: { Type: Api, Properties: { Method: get, Path: /v1/me } }
+"#,
+    )
+    .unwrap();
+    let workers: Vec<(String, String)> = template::workers_of(&doc).into_iter().collect();
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        workers,
+        vec![
+            pair("idle", "<no trigger>"),
+            pair("token-refresher", "rate(5 minutes)"),
+            pair("webhook-worker", "sqs"),
+        ]
+    );
+}
+
+#[test]
 fn route_parser_reads_methods_paths_and_binaries() {
     let doc = template::parse(
         r#"

@@ -1,19 +1,6 @@
-//! The `auth-logout` Lambda: init builds the store and the session keys once.
-
-use std::sync::Arc;
-
-use shared::handlers::auth_logout::AuthLogout;
-use shared::lambda::log_init_error;
+//! The `auth-logout` Lambda (POST /auth/logout); its handler: `shared::handlers::auth_logout`.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let (config, adapters) = shared::lambda::init("auth-logout").await?;
-    let store = adapters.store;
-    let sessions = shared::auth::setup::sessions(&config, store).inspect_err(log_init_error)?;
-    let logout = Arc::new(AuthLogout::new(sessions));
-    shared::lambda::serve_http(move |request| {
-        let logout = Arc::clone(&logout);
-        async move { logout.handle(request).await }
-    })
-    .await
+    shared::lambda::serve_http::<shared::handlers::auth_logout::AuthLogout>().await
 }

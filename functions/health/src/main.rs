@@ -1,25 +1,6 @@
-//! The `health` Lambda: init builds the adapters once; each invocation runs the shared
-//! handler.
-
-use std::sync::Arc;
-
-use shared::handlers::health::Health;
+//! The `health` Lambda (GET /health); its handler: `shared::handlers::health`.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let (config, adapters) = shared::lambda::init("health").await?;
-    let limiter =
-        shared::ratelimit::setup::upstash(&config).inspect_err(shared::lambda::log_init_error)?;
-    let health = Arc::new(Health::new(
-        adapters.store,
-        adapters.webhook_queue,
-        limiter,
-        config.health.clone(),
-        config.version,
-    ));
-    shared::lambda::serve_http(move |request| {
-        let health = Arc::clone(&health);
-        async move { health.handle(request).await }
-    })
-    .await
+    shared::lambda::serve_http::<shared::handlers::health::Health>().await
 }

@@ -106,10 +106,6 @@ impl Grants {
         Self { store, cipher }
     }
 
-    pub fn store(&self) -> &dyn Store {
-        self.store.as_ref()
-    }
-
     /// The grant with its tokens opened.
     pub async fn load(&self, tenant: &str) -> Result<Option<Grant>, GrantError> {
         let Some(item) = self.store.get(&key(tenant)).await? else {
@@ -241,11 +237,22 @@ fn item(info: &GrantInfo, sealed: &Sealed) -> StoreResult<Item> {
     Ok(item)
 }
 
-/// A tenant's grant, public part only: reading it needs no key.
-pub async fn info(store: &dyn Store, tenant: &str) -> StoreResult<Option<GrantInfo>> {
-    match store.get(&key(tenant)).await? {
-        Some(item) => info_of(tenant, item).map(Some),
-        None => Ok(None),
+/// The grants' public part (seller, status, expiry, scopes): reading it needs no key.
+#[derive(Clone)]
+pub struct GrantInfos {
+    store: Arc<dyn Store>,
+}
+
+impl GrantInfos {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub async fn get(&self, tenant: &str) -> StoreResult<Option<GrantInfo>> {
+        match self.store.get(&key(tenant)).await? {
+            Some(item) => info_of(tenant, item).map(Some),
+            None => Ok(None),
+        }
     }
 }
 

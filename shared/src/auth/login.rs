@@ -1,6 +1,8 @@
 //! A login in progress: the one-time `state` and the PKCE verifier, kept for ten
 //! minutes and taken exactly once by the callback.
 
+use std::sync::Arc;
+
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -81,35 +83,47 @@ fn key(state: &str) -> Key {
     Key::new(format!("LOGIN#{state}"), "LOGIN")
 }
 
-/// Keeps `request` for [`LOGIN_TTL_SECS`] from `now`.
-pub async fn save(
-    store: &dyn Store,
-    request: &LoginRequest,
-    return_to: &str,
-    now: EpochSeconds,
-) -> StoreResult<()> {
-    let pending = PendingLogin {
-        verifier: request.verifier.clone(),
-        return_to: return_to.to_owned(),
-    };
-    let data =
-        serde_json::to_value(&pending).map_err(|error| StoreError::Invalid(error.to_string()))?;
-    let item = Item::new(key(&request.state), data).expiring_at(now + LOGIN_TTL_SECS);
-    store.put(item, Condition::Absent).await
+/// The logins in progress: each kept until its callback takes it, or it expires.
+#[derive(Clone)]
+pub struct Logins {
+    store: Arc<dyn Store>,
 }
 
-/// The login `state` names, removed so no one can complete it again; None when it is
-/// unknown, expired or already taken.
-pub async fn take(store: &dyn Store, state: &str) -> StoreResult<Option<PendingLogin>> {
-    if !looks_like_state(state) {
-        return Ok(None);
+impl Logins {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
     }
-    match store.delete(&key(state), Condition::Present).await {
-        Ok(Some(item)) => serde_json::from_value(item.data)
-            .map(Some)
-            .map_err(|error| StoreError::Corrupt(format!("login state: {error}"))),
-        Ok(None) | Err(StoreError::ConditionFailed) => Ok(None),
-        Err(error) => Err(error),
+
+    /// Keeps `request` for [`LOGIN_TTL_SECS`] from `now`.
+    pub async fn save(
+        &self,
+        request: &LoginRequest,
+        return_to: &str,
+        now: EpochSeconds,
+    ) -> StoreResult<()> {
+        let pending = PendingLogin {
+            verifier: request.verifier.clone(),
+            return_to: return_to.to_owned(),
+        };
+        let data = serde_json::to_value(&pending)
+            .map_err(|error| StoreError::Invalid(error.to_string()))?;
+        let item = Item::new(key(&request.state), data).expiring_at(now + LOGIN_TTL_SECS);
+        self.store.put(item, Condition::Absent).await
+    }
+
+    /// The login `state` names, removed so no one can complete it again; None when it is
+    /// unknown, expired or already taken.
+    pub async fn take(&self, state: &str) -> StoreResult<Option<PendingLogin>> {
+        if !looks_like_state(state) {
+            return Ok(None);
+        }
+        match self.store.delete(&key(state), Condition::Present).await {
+            Ok(Some(item)) => serde_json::from_value(item.data)
+                .map(Some)
+                .map_err(|error| StoreError::Corrupt(format!("login state: {error}"))),
+            Ok(None) | Err(StoreError::ConditionFailed) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 }
 
@@ -126,13 +140,14 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::clock::{Clock, SystemClock};
     use crate::embedded_db::EmbeddedDb;
     use crate::store::embedded::EmbeddedStore;
 
-    fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+    fn logins() -> (tempfile::TempDir, Logins) {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(EmbeddedDb::open(dir.path()).unwrap()).unwrap();
-        (dir, Arc::new(store))
+        (dir, Logins::new(Arc::new(store)))
     }
 
     #[test]
@@ -174,42 +189,33 @@ mod tests {
 
     #[tokio::test]
     async fn a_state_is_taken_exactly_once() {
-        let (_dir, store) = store();
+        let (_dir, logins) = logins();
         let request = LoginRequest::new();
-        let now = crate::store::now_epoch_seconds();
-        save(store.as_ref(), &request, "/inbox", now).await.unwrap();
+        let now = SystemClock.now_secs();
+        logins.save(&request, "/inbox", now).await.unwrap();
 
-        let pending = take(store.as_ref(), &request.state).await.unwrap().unwrap();
+        let pending = logins.take(&request.state).await.unwrap().unwrap();
         assert_eq!(pending.return_to, "/inbox");
         assert_eq!(
             pending.verifier.expose_secret(),
             request.verifier.expose_secret()
         );
-        assert!(
-            take(store.as_ref(), &request.state)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(take(store.as_ref(), "not-a-state").await.unwrap().is_none());
+        assert!(logins.take(&request.state).await.unwrap().is_none());
+        assert!(logins.take("not-a-state").await.unwrap().is_none());
     }
 
     #[tokio::test]
     async fn concurrent_callbacks_with_one_state_let_only_one_through() {
-        let (_dir, store) = store();
+        let (_dir, logins) = logins();
         let request = LoginRequest::new();
-        save(
-            store.as_ref(),
-            &request,
-            "/",
-            crate::store::now_epoch_seconds(),
-        )
-        .await
-        .unwrap();
+        logins
+            .save(&request, "/", SystemClock.now_secs())
+            .await
+            .unwrap();
         let takes = (0..8).map(|_| {
-            let store = Arc::clone(&store);
+            let logins = logins.clone();
             let state = request.state.clone();
-            tokio::spawn(async move { take(store.as_ref(), &state).await.unwrap().is_some() })
+            tokio::spawn(async move { logins.take(&state).await.unwrap().is_some() })
         });
         let mut taken = 0;
         for handle in takes {
@@ -220,15 +226,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_expired_state_is_gone() {
-        let (_dir, store) = store();
+        let (_dir, logins) = logins();
         let request = LoginRequest::new();
-        let long_ago = crate::store::now_epoch_seconds() - LOGIN_TTL_SECS - 1;
-        save(store.as_ref(), &request, "/", long_ago).await.unwrap();
-        assert!(
-            take(store.as_ref(), &request.state)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        let long_ago = SystemClock.now_secs() - LOGIN_TTL_SECS - 1;
+        logins.save(&request, "/", long_ago).await.unwrap();
+        assert!(logins.take(&request.state).await.unwrap().is_none());
     }
 }

@@ -12,7 +12,6 @@ pub mod refresh;
 pub mod return_to;
 pub mod session_token;
 pub mod sessions;
-pub mod setup;
 pub mod tenants;
 
 pub use authenticate::{Authenticator, Principal};

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::grant_cipher::Sealed;
 use super::grants::{GrantError, GrantInfo, GrantStatus, GrantTokens, Grants};
+use crate::events::Events;
 use crate::store::{Condition, EpochSeconds, StoreError};
 use crate::telemetry::emf;
 use crate::upstream::{ClientCredentials, MercadoLivre, TokenSet, UpstreamError};
@@ -58,6 +59,7 @@ impl From<StoreError> for RefreshError {
 #[derive(Clone)]
 pub struct Refresher {
     grants: Grants,
+    events: Events,
     mercadolivre: Arc<MercadoLivre>,
     credentials: Arc<ClientCredentials>,
     /// Grants expiring within this window are due.
@@ -72,6 +74,7 @@ fn secs(duration: Duration) -> i64 {
 impl Refresher {
     pub fn new(
         grants: Grants,
+        events: Events,
         mercadolivre: Arc<MercadoLivre>,
         credentials: Arc<ClientCredentials>,
         window: Duration,
@@ -79,6 +82,7 @@ impl Refresher {
     ) -> Self {
         Self {
             grants,
+            events,
             mercadolivre,
             credentials,
             window,
@@ -242,14 +246,14 @@ impl Refresher {
             "Mercado Livre refused the refresh token: the seller must reconnect"
         );
         emf::emit(&[], &[emf::Metric::count("GrantsNeedReconnect", 1.0)]);
-        crate::events::record(
-            self.grants.store(),
-            &info.tenant,
-            "grant.needs_reconnect",
-            json!({ "provider": "mercadolivre", "seller_id": info.seller_id }),
-            now,
-        )
-        .await?;
+        self.events
+            .record(
+                &info.tenant,
+                "grant.needs_reconnect",
+                json!({ "provider": "mercadolivre", "seller_id": info.seller_id }),
+                now,
+            )
+            .await?;
         Ok(())
     }
 }

@@ -2,18 +2,8 @@
 //! anywhere a request names freely (an open redirect would let a phishing link use our
 //! sign-in page).
 
-use crate::config::AuthSettings;
+use crate::config::{AuthSettings, is_local_path};
 use crate::http::ApiError;
-
-/// A path on our own origin. `//host` and `/\host` are refused: browsers read them as
-/// another host.
-pub fn is_local_path(text: &str) -> bool {
-    text.starts_with('/')
-        && !text.starts_with("//")
-        && !text.starts_with("/\\")
-        && !text.chars().any(|c| c.is_control() || c == '\\')
-        && text.len() <= 2048
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReturnToPolicy {

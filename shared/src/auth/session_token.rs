@@ -100,6 +100,7 @@ mod tests {
     use base64::Engine;
 
     use super::*;
+    use crate::clock::{Clock, SystemClock};
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
 
@@ -108,7 +109,7 @@ mod tests {
     }
 
     fn claims(exp_in: i64) -> Claims {
-        let now = crate::store::now_epoch_seconds();
+        let now = SystemClock.now_secs();
         Claims {
             iss: "sellerhub".into(),
             sub: "ml:1".into(),

@@ -228,9 +228,9 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+    use crate::clock::{Clock, SystemClock};
     use crate::embedded_db::EmbeddedDb;
     use crate::store::embedded::EmbeddedStore;
-    use crate::store::now_epoch_seconds;
 
     fn sessions() -> (tempfile::TempDir, Sessions) {
         let dir = tempfile::tempdir().unwrap();
@@ -247,7 +247,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_session_revokes_the_previous_one() {
         let (_dir, sessions) = sessions();
-        let now = now_epoch_seconds();
+        let now = SystemClock.now_secs();
         let first = sessions.start("ml:1", "t1", now).await.unwrap();
         assert!(!sessions.is_revoked(&first.claims).await.unwrap());
 
@@ -268,7 +268,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_logins_of_one_seller_leave_exactly_one_session() {
         let (_dir, sessions) = sessions();
-        let now = now_epoch_seconds();
+        let now = SystemClock.now_secs();
         let logins = (0..6).map(|_| {
             let sessions = sessions.clone();
             tokio::spawn(async move { sessions.start("ml:9", "t9", now).await.unwrap() })
@@ -292,7 +292,7 @@ mod tests {
     #[tokio::test]
     async fn other_users_sessions_are_untouched() {
         let (_dir, sessions) = sessions();
-        let now = now_epoch_seconds();
+        let now = SystemClock.now_secs();
         let a = sessions.start("ml:1", "t1", now).await.unwrap();
         sessions.start("ml:2", "t2", now).await.unwrap();
         assert!(!sessions.is_revoked(&a.claims).await.unwrap());
@@ -301,7 +301,7 @@ mod tests {
     #[tokio::test]
     async fn ending_a_session_revokes_it_and_is_idempotent() {
         let (_dir, sessions) = sessions();
-        let now = now_epoch_seconds();
+        let now = SystemClock.now_secs();
         let session = sessions.start("ml:1", "t1", now).await.unwrap();
         sessions.end(&session.claims, now).await.unwrap();
         sessions.end(&session.claims, now).await.unwrap();

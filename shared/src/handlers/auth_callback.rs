@@ -11,54 +11,59 @@ use http::StatusCode;
 use http::header::SET_COOKIE;
 use lambda_http::{Body, Request, Response};
 
+use super::HttpHandler;
 use crate::auth::grants::{GrantInfo, GrantStatus, GrantTokens, Grants};
+use crate::auth::login::Logins;
 use crate::auth::sessions::{SessionError, Sessions};
-use crate::auth::{cookie, login, tenants, user_id};
-use crate::config::{Config, ConfigError};
+use crate::auth::tenants::Tenants;
+use crate::auth::{cookie, user_id};
+use crate::clock::Clock;
+use crate::config::ConfigError;
 use crate::http::{ApiError, query_param, redirect};
-use crate::store::{Store, now_epoch_seconds};
+use crate::services::Services;
 use crate::upstream::{ClientCredentials, MercadoLivre, UpstreamError};
 
 const START_AGAIN: &str = "Start again at /auth/login.";
 
 pub struct AuthCallback {
-    store: Arc<dyn Store>,
+    logins: Logins,
+    tenants: Tenants,
+    grants: Grants,
+    sessions: Sessions,
     mercadolivre: Arc<MercadoLivre>,
+    clock: Arc<dyn Clock>,
     credentials: ClientCredentials,
     redirect_uri: String,
     /// Our own paths live under this prefix (the API Gateway stage, `/prod`), read off
     /// the registered callback URL.
     base_path: String,
-    grants: Grants,
-    sessions: Sessions,
     session_ttl: Duration,
 }
 
-impl AuthCallback {
-    pub fn new(
-        config: &Config,
-        store: Arc<dyn Store>,
-        mercadolivre: Arc<MercadoLivre>,
-        grants: Grants,
-        sessions: Sessions,
-    ) -> Result<Self, ConfigError> {
+impl HttpHandler for AuthCallback {
+    const FUNCTION: &'static str = "auth-callback";
+
+    fn build(services: &Services) -> Result<Self, ConfigError> {
+        let config = services.config();
         let redirect_uri = config.auth.require_redirect_uri()?;
         Ok(Self {
-            store,
-            mercadolivre,
-            credentials: crate::auth::client_credentials(config)?,
+            logins: Logins::new(services.store()),
+            tenants: Tenants::new(services.store()),
+            grants: services.grants()?,
+            sessions: services.sessions()?,
+            mercadolivre: services.mercadolivre()?,
+            clock: services.clock(),
+            credentials: services.client_credentials()?,
             redirect_uri: redirect_uri.to_string(),
             base_path: base_path(redirect_uri),
-            grants,
-            sessions,
             session_ttl: config.auth.session_ttl,
         })
     }
 
-    pub async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
+    async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let state = query_param(&request, "state")
             .ok_or_else(|| ApiError::BadRequest(format!("The state is missing. {START_AGAIN}")))?;
-        let Some(pending) = login::take(self.store.as_ref(), &state).await? else {
+        let Some(pending) = self.logins.take(&state).await? else {
             return Err(ApiError::BadRequest(format!(
                 "This sign-in has expired or was already completed. {START_AGAIN}"
             )));
@@ -92,10 +97,11 @@ impl AuthCallback {
             )));
         }
 
-        let now = now_epoch_seconds();
-        let tenant =
-            tenants::tenant_for_seller(self.store.as_ref(), seller.id, &seller.nickname, now)
-                .await?;
+        let now = self.clock.now_secs();
+        let tenant = self
+            .tenants
+            .for_seller(seller.id, &seller.nickname, now)
+            .await?;
         let info = GrantInfo {
             tenant: tenant.clone(),
             seller_id: seller.id,

@@ -6,32 +6,34 @@ use std::sync::Arc;
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 
-use crate::auth::login::{self, LoginRequest};
+use super::HttpHandler;
+use crate::auth::login::{LoginRequest, Logins};
 use crate::auth::return_to::ReturnToPolicy;
-use crate::config::{Config, ConfigError};
+use crate::clock::Clock;
+use crate::config::ConfigError;
 use crate::http::{ApiError, EndpointLimit, client_ip, query_param, rate_limit, redirect};
 use crate::ratelimit::Limiter;
-use crate::store::{Store, now_epoch_seconds};
-use crate::upstream::Clock;
+use crate::services::Services;
 
 pub struct AuthLogin {
-    store: Arc<dyn Store>,
+    logins: Logins,
     limiter: Arc<dyn Limiter>,
+    clock: Arc<dyn Clock>,
     auth_url: reqwest::Url,
     client_id: String,
     redirect_uri: String,
     return_to: ReturnToPolicy,
 }
 
-impl AuthLogin {
-    pub fn new(
-        config: &Config,
-        store: Arc<dyn Store>,
-        limiter: Arc<dyn Limiter>,
-    ) -> Result<Self, ConfigError> {
+impl HttpHandler for AuthLogin {
+    const FUNCTION: &'static str = "auth-login";
+
+    fn build(services: &Services) -> Result<Self, ConfigError> {
+        let config = services.config();
         Ok(Self {
-            store,
-            limiter,
+            logins: Logins::new(services.store()),
+            limiter: services.limiter()?,
+            clock: services.clock(),
             auth_url: config.mercadolivre.auth_url.clone(),
             client_id: config.auth.require_client_id()?.to_owned(),
             redirect_uri: config.auth.require_redirect_uri()?.to_string(),
@@ -39,9 +41,9 @@ impl AuthLogin {
         })
     }
 
-    pub async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
+    async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let ip = client_ip(&request).unwrap_or_else(|| "unknown".into());
-        let now_ms = crate::upstream::SystemClock.now_ms();
+        let now_ms = self.clock.now_ms();
         let limit_headers =
             rate_limit::enforce(self.limiter.as_ref(), &EndpointLimit::login(&ip), now_ms).await?;
         let return_to = self
@@ -49,7 +51,9 @@ impl AuthLogin {
             .check(query_param(&request, "return_to").as_deref())?;
 
         let login = LoginRequest::new();
-        login::save(self.store.as_ref(), &login, &return_to, now_epoch_seconds()).await?;
+        self.logins
+            .save(&login, &return_to, self.clock.now_secs())
+            .await?;
         let location = login.authorize_url(&self.auth_url, &self.client_id, &self.redirect_uri);
 
         let mut response = redirect(StatusCode::FOUND, location.as_str())?;

@@ -2,29 +2,40 @@
 //! clears the cookie. Idempotent: without a valid token there is nothing to revoke and
 //! the cookie is cleared all the same.
 
+use std::sync::Arc;
+
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, SET_COOKIE};
 use lambda_http::{Body, Request, Response};
 
+use super::HttpHandler;
 use crate::auth::authenticate::presented_token;
 use crate::auth::{Sessions, cookie};
+use crate::clock::Clock;
+use crate::config::ConfigError;
 use crate::http::ApiError;
-use crate::store::now_epoch_seconds;
+use crate::services::Services;
 
 pub struct AuthLogout {
     sessions: Sessions,
+    clock: Arc<dyn Clock>,
 }
 
-impl AuthLogout {
-    pub fn new(sessions: Sessions) -> Self {
-        Self { sessions }
+impl HttpHandler for AuthLogout {
+    const FUNCTION: &'static str = "auth-logout";
+
+    fn build(services: &Services) -> Result<Self, ConfigError> {
+        Ok(Self {
+            sessions: services.sessions()?,
+            clock: services.clock(),
+        })
     }
 
-    pub async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
+    async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let claims =
             presented_token(&request).and_then(|token| self.sessions.keys().verify(&token).ok());
         if let Some(claims) = claims {
-            self.sessions.end(&claims, now_epoch_seconds()).await?;
+            self.sessions.end(&claims, self.clock.now_secs()).await?;
         }
         Response::builder()
             .status(StatusCode::NO_CONTENT)

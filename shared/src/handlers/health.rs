@@ -9,10 +9,13 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::config::HealthSettings;
+use super::HttpHandler;
+use crate::clock::Clock;
+use crate::config::{ConfigError, HealthSettings};
 use crate::http::{ApiError, json};
 use crate::queue::{Queue, QueueStats};
 use crate::ratelimit::upstash::Upstash;
+use crate::services::Services;
 use crate::store::{Key, Store};
 
 /// A check slower than this fails.
@@ -55,6 +58,7 @@ pub struct Report {
 }
 
 pub struct Health {
+    clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     limiter: Option<Upstash>,
@@ -64,9 +68,35 @@ pub struct Health {
     cached: Mutex<Option<(Instant, Arc<Report>)>>,
 }
 
+impl HttpHandler for Health {
+    const FUNCTION: &'static str = "health";
+
+    fn build(services: &Services) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            services.clock(),
+            services.store(),
+            services.webhook_queue(),
+            services.upstash()?,
+            services.config().health.clone(),
+            services.config().version,
+        ))
+    }
+
+    /// GET /health.
+    async fn handle(&self, _request: Request) -> Result<Response<Body>, ApiError> {
+        let report = self.report().await;
+        let status = match report.status {
+            Status::Ok => StatusCode::OK,
+            Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        json(status, &*report)
+    }
+}
+
 impl Health {
     /// `limiter` is the Upstash client the shared limiter uses, if there is one.
     pub fn new(
+        clock: Arc<dyn Clock>,
         store: Arc<dyn Store>,
         queue: Arc<dyn Queue>,
         limiter: Option<Upstash>,
@@ -74,6 +104,7 @@ impl Health {
         version: &'static str,
     ) -> Self {
         Self {
+            clock,
             store,
             queue,
             limiter,
@@ -82,16 +113,6 @@ impl Health {
             started: Instant::now(),
             cached: Mutex::new(None),
         }
-    }
-
-    /// GET /health.
-    pub async fn handle(&self, _request: Request) -> Result<Response<Body>, ApiError> {
-        let report = self.report().await;
-        let status = match report.status {
-            Status::Ok => StatusCode::OK,
-            Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        json(status, &*report)
     }
 
     /// The cached report, or a fresh one when it is older than the cache time. Concurrent
@@ -123,8 +144,12 @@ impl Health {
             },
             version: self.version,
             uptime_seconds: self.started.elapsed().as_secs(),
-            checked_at: time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
+            checked_at: time::OffsetDateTime::from_unix_timestamp(self.clock.now_secs())
+                .ok()
+                .and_then(|at| {
+                    at.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
                 .unwrap_or_default(),
             checks: Checks {
                 store,
@@ -245,6 +270,7 @@ mod tests {
                 max_dead_letters: 100,
             };
             Health::new(
+                Arc::new(crate::clock::SystemClock),
                 self.store.clone(),
                 self.queue.clone(),
                 limiter,

@@ -1,22 +1,22 @@
 //! GET /v1/me: the signed-in seller, their tenant, their session's expiry and whether
 //! the Mercado Livre grant works or needs them to reconnect.
 
-use std::sync::Arc;
-
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::HttpHandler;
 use crate::auth::Authenticator;
-use crate::auth::grants::{self, GrantStatus};
+use crate::auth::grants::{GrantInfos, GrantStatus};
+use crate::config::ConfigError;
 use crate::http::{ApiError, json};
-use crate::store::Store;
+use crate::services::Services;
 
 pub struct Me {
     authenticator: Authenticator,
-    store: Arc<dyn Store>,
+    grants: GrantInfos,
 }
 
 #[derive(Serialize)]
@@ -63,17 +63,19 @@ fn rfc3339(epoch_seconds: i64) -> String {
         .unwrap_or_default()
 }
 
-impl Me {
-    pub fn new(authenticator: Authenticator, store: Arc<dyn Store>) -> Self {
-        Self {
-            authenticator,
-            store,
-        }
+impl HttpHandler for Me {
+    const FUNCTION: &'static str = "me";
+
+    fn build(services: &Services) -> Result<Self, ConfigError> {
+        Ok(Self {
+            authenticator: services.authenticator()?,
+            grants: GrantInfos::new(services.store()),
+        })
     }
 
-    pub async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
+    async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let principal = self.authenticator.authenticate(&request).await?;
-        let grant = grants::info(self.store.as_ref(), principal.tenant()).await?;
+        let grant = self.grants.get(principal.tenant()).await?;
         let claims = &principal.claims;
         let body = MeBody {
             user: UserBody {
@@ -111,16 +113,17 @@ impl Me {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use secrecy::{ExposeSecret, SecretString};
 
     use super::*;
     use crate::auth::{SessionKeys, Sessions};
+    use crate::clock::{Clock, SystemClock};
     use crate::embedded_db::EmbeddedDb;
     use crate::store::embedded::EmbeddedStore;
     use crate::store::faulty::FaultyStore;
-    use crate::store::now_epoch_seconds;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -139,7 +142,10 @@ mod tests {
         )
         .unwrap();
         let sessions = Sessions::new(store.clone(), Arc::new(keys), Duration::from_secs(3600));
-        let me = Me::new(Authenticator::new(sessions.clone()), store.clone());
+        let me = Me {
+            authenticator: Authenticator::new(sessions.clone()),
+            grants: GrantInfos::new(store.clone()),
+        };
         Fixture {
             _dir: dir,
             store,
@@ -151,7 +157,7 @@ mod tests {
     impl Fixture {
         async fn sign_in(&self) -> crate::auth::sessions::IssuedSession {
             self.sessions
-                .start("ml:5", "t5", now_epoch_seconds())
+                .start("ml:5", "t5", SystemClock.now_secs())
                 .await
                 .unwrap()
         }
@@ -215,7 +221,7 @@ mod tests {
 
         let session = f.sign_in().await;
         f.sessions
-            .end(&session.claims, now_epoch_seconds())
+            .end(&session.claims, SystemClock.now_secs())
             .await
             .unwrap();
         let error = f.me.handle(bearer(&session.token)).await.unwrap_err();

@@ -1,5 +1,7 @@
-//! One module per function: the handler logic, taking its dependencies as arguments.
-//! The Lambda binary and the local runner call the same handlers.
+//! One module per function: the handler logic. Every handler is built the same way, by
+//! its trait's `build` from the composition root ([`crate::services::Services`]), and run
+//! by the serve helper of its trigger (`crate::lambda`); the Lambda binary and the local
+//! runner build and call the same handlers.
 
 pub mod auth_callback;
 pub mod auth_login;
@@ -7,3 +9,61 @@ pub mod auth_logout;
 pub mod health;
 pub mod me;
 pub mod token_refresher;
+
+use std::future::Future;
+
+use lambda_http::{Body, Request, Response};
+
+use crate::config::ConfigError;
+use crate::http::ApiError;
+use crate::services::Services;
+use crate::store::EpochSeconds;
+
+/// The handler of an HTTP function (API Gateway REST proxy events).
+pub trait HttpHandler: Sized + Send + Sync + 'static {
+    /// The function: its crate and binary under functions/, and its routes' function in
+    /// `crate::routes::ROUTES`.
+    const FUNCTION: &'static str;
+
+    /// The handler, from the services (once per process, at init).
+    fn build(services: &Services) -> Result<Self, ConfigError>;
+
+    fn handle(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<Response<Body>, ApiError>> + Send;
+}
+
+/// The handler of a scheduled function (an EventBridge rule at the rate
+/// `crate::routes::WORKERS` gives it).
+pub trait ScheduledHandler: Sized + Send + Sync + 'static {
+    const FUNCTION: &'static str;
+
+    /// What a run reports (the invocation's result, and a log line).
+    type Report: serde::Serialize + std::fmt::Debug + Send;
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn build(services: &Services) -> Result<Self, ConfigError>;
+
+    /// One run at `now`.
+    fn run(
+        &self,
+        now: EpochSeconds,
+    ) -> impl Future<Output = Result<Self::Report, Self::Error>> + Send;
+}
+
+/// The handler of an SQS-triggered function: one record at a time, the records of a
+/// batch concurrently. An error (or a panic) fails that record only: it is reported in the
+/// batch response, so SQS delivers it again and the rest of the batch is done.
+pub trait QueueHandler: Sized + Send + Sync + 'static {
+    const FUNCTION: &'static str;
+
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn build(services: &Services) -> Result<Self, ConfigError>;
+
+    fn process(
+        &self,
+        record: aws_lambda_events::sqs::SqsMessage,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}

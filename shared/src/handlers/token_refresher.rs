@@ -6,7 +6,10 @@
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use super::ScheduledHandler;
 use crate::auth::refresh::{RefreshOutcome, Refresher};
+use crate::config::ConfigError;
+use crate::services::Services;
 use crate::store::{EpochSeconds, StoreError};
 use crate::telemetry::emf;
 
@@ -44,9 +47,19 @@ impl TokenRefresher {
     pub fn new(refresher: Refresher) -> Self {
         Self { refresher }
     }
+}
+
+impl ScheduledHandler for TokenRefresher {
+    const FUNCTION: &'static str = "token-refresher";
+    type Report = RefreshReport;
+    type Error = StoreError;
+
+    fn build(services: &Services) -> Result<Self, ConfigError> {
+        Ok(Self::new(services.refresher()?))
+    }
 
     /// One run at `now`. Fails only when the expiry index cannot be read.
-    pub async fn run(&self, now: EpochSeconds) -> Result<RefreshReport, StoreError> {
+    async fn run(&self, now: EpochSeconds) -> Result<RefreshReport, StoreError> {
         let window = i64::try_from(self.refresher.window().as_secs()).unwrap_or(i64::MAX);
         let due_before = now.saturating_add(window).saturating_add(1);
         let mut report = RefreshReport::default();

@@ -16,7 +16,6 @@ pub mod fallback;
 pub mod gcra;
 pub mod memory;
 pub mod redis;
-pub mod setup;
 pub mod upstash;
 
 use std::time::Duration;

@@ -94,9 +94,9 @@ pub struct Upstash {
 }
 
 impl Upstash {
-    /// A client on the process's shared HTTP client.
+    /// A client on an HTTP client of its own (the composition root makes one per process).
     pub fn new(config: UpstashConfig) -> Result<Self, UpstashError> {
-        let http = crate::outbound::shared_http_client(config.connect_timeout)
+        let http = crate::outbound::http_client(config.connect_timeout)
             .map_err(|error| UpstashError::Unavailable(format!("HTTP client: {error}")))?;
         Ok(Self::with_http_client(config, http))
     }

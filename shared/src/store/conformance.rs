@@ -7,9 +7,8 @@
 
 use serde_json::json;
 
-use super::{
-    Condition, Cursor, Item, Key, Query, SortKey, Store, StoreError, WriteOp, now_epoch_seconds,
-};
+use super::{Condition, Cursor, Item, Key, Query, SortKey, Store, StoreError, WriteOp};
+use crate::clock::{Clock, SystemClock};
 
 /// Runs every check of the suite against `store`, one after the other: moto's
 /// TransactWriteItems snapshots the whole table and restores that snapshot when a
@@ -147,7 +146,7 @@ pub async fn put_then_get_round_trips_every_field(store: &dyn Store) {
         }),
     )
     .with_gsi1(Key::new(partition("round-trip-gsi"), "2024-01-01#x"))
-    .expiring_at(now_epoch_seconds() + 3600)
+    .expiring_at(SystemClock.now_secs() + 3600)
     .with_version(7);
     put(store, full.clone(), Condition::Absent).await;
     assert_eq!(
@@ -287,7 +286,7 @@ pub async fn delete_honours_conditions_and_returns_the_old_item(store: &dyn Stor
 pub async fn an_expired_item_is_absent_everywhere(store: &dyn Store) {
     let pk = partition("expired");
     let gsi = partition("expired-gsi");
-    let now = now_epoch_seconds();
+    let now = SystemClock.now_secs();
     let expired = |sk: &str| {
         item(&pk, sk)
             .with_gsi1(Key::new(&gsi, sk))
@@ -490,7 +489,7 @@ pub async fn query_walks_forward_and_backward(store: &dyn Store) {
 
 pub async fn query_pages_return_every_item_exactly_once(store: &dyn Store) {
     let pk = partition("paging");
-    let now = now_epoch_seconds();
+    let now = SystemClock.now_secs();
     let mut expected = Vec::new();
     for n in 0..25 {
         let sk = format!("item#{n:03}");

@@ -18,9 +18,10 @@ use aws_sdk_dynamodb::types::{
 
 use super::{
     Condition, Cursor, EpochSeconds, Index, Item, Key, Page, Query, SortKey, Store, StoreError,
-    StoreResult, WriteOp, now_epoch_seconds, validate_item, validate_query, validate_transaction,
+    StoreResult, WriteOp, validate_item, validate_query, validate_transaction,
 };
 use crate::aws::error_chain;
+use crate::clock::{Clock, SystemClock};
 use crate::telemetry::observe;
 
 const PK: &str = "pk";
@@ -380,13 +381,13 @@ impl Store for DynamoStore {
         let output = observe("dynamodb", "GetItem", request.send())
             .await
             .map_err(|error| sdk_error("GetItem", error))?;
-        live(output.item, now_epoch_seconds())
+        live(output.item, SystemClock.now_secs())
     }
 
     async fn put(&self, item: Item, condition: Condition) -> StoreResult<()> {
         validate_item(&item)?;
         let (expression, names, values) =
-            parts(condition_expression(condition, now_epoch_seconds()));
+            parts(condition_expression(condition, SystemClock.now_secs()));
         let request = self
             .client
             .put_item()
@@ -403,7 +404,7 @@ impl Store for DynamoStore {
     }
 
     async fn delete(&self, key: &Key, condition: Condition) -> StoreResult<Option<Item>> {
-        let now = now_epoch_seconds();
+        let now = SystemClock.now_secs();
         let (expression, names, values) = parts(condition_expression(condition, now));
         let request = self
             .client
@@ -433,7 +434,7 @@ impl Store for DynamoStore {
         let Some(sort) = sort_condition(&query.sort) else {
             return Ok(empty);
         };
-        let now = now_epoch_seconds();
+        let now = SystemClock.now_secs();
         let mut key_condition = key_condition(&query, &sort);
         key_condition.name("#exp", EXPIRES_AT);
         key_condition.value(":now", n(now));
@@ -487,7 +488,7 @@ impl Store for DynamoStore {
 
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
         validate_transaction(&ops)?;
-        let now = now_epoch_seconds();
+        let now = SystemClock.now_secs();
         let items = ops
             .iter()
             .map(|op| self.transact_item(op, now))

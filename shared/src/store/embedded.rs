@@ -8,8 +8,9 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{
     Condition, Cursor, Index, Item, Key, Page, Query, Store, StoreError, StoreResult, WriteOp,
-    now_epoch_seconds, validate_item, validate_query, validate_transaction,
+    validate_item, validate_query, validate_transaction,
 };
+use crate::clock::{Clock, SystemClock};
 use crate::embedded_db::{EmbeddedDb, EmbeddedError};
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("store_items");
@@ -126,7 +127,7 @@ impl EmbeddedStore {
         write: impl FnOnce(&WriteTransaction, i64) -> Outcome<T> + Send + 'static,
     ) -> StoreResult<T> {
         self.db
-            .write(move |txn| write(txn, now_epoch_seconds()))
+            .write(move |txn| write(txn, SystemClock.now_secs()))
             .await?
     }
 
@@ -245,7 +246,7 @@ impl Store for EmbeddedStore {
             .db
             .read(move |txn| {
                 let items = txn.open_table(ITEMS)?;
-                live_item(&items, &key, now_epoch_seconds())
+                live_item(&items, &key, SystemClock.now_secs())
             })
             .await?)
     }
@@ -280,7 +281,7 @@ impl Store for EmbeddedStore {
         Ok(self
             .db
             .read(move |txn| {
-                let now = now_epoch_seconds();
+                let now = SystemClock.now_secs();
                 match query.index {
                     Index::Primary => Self::primary_page(&txn.open_table(ITEMS)?, &query, now),
                     Index::Gsi1 => Self::gsi1_page(txn, &query, now),

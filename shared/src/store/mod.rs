@@ -21,10 +21,6 @@ use serde::{Deserialize, Serialize};
 /// Seconds since the Unix epoch: the unit of `expires_at` (DynamoDB TTL's unit).
 pub type EpochSeconds = i64;
 
-pub fn now_epoch_seconds() -> EpochSeconds {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 /// The primary key of an item.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Key {
@@ -145,7 +141,9 @@ impl SortKey {
 }
 
 /// Where a page ended: the full position of its last item, so the next page starts
-/// right after it. Opaque to callers; the HTTP layer signs it before handing it out.
+/// right after it. Only ever kept server-side today (the token refresher's pages); a
+/// cursor handed to a client must first be signed, so it cannot name another tenant's
+/// key (the paginated inbox API will do that in `crate::http`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     pub key: Key,

@@ -7,25 +7,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included; 1 disables retries.
-    pub max_attempts: u32,
-    /// The first retry waits up to this long; each later one up to twice the previous.
-    pub base_delay: Duration,
-    /// No retry waits longer than this.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(5),
-        }
-    }
-}
+pub use crate::config::RetryPolicy;
 
 impl RetryPolicy {
     /// The delays before each retry.

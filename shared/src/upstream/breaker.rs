@@ -6,22 +6,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BreakerPolicy {
-    pub failure_threshold: u32,
-    pub open_for: Duration,
-    pub success_threshold: u32,
-}
-
-impl Default for BreakerPolicy {
-    fn default() -> Self {
-        Self {
-            failure_threshold: 5,
-            open_for: Duration::from_secs(30),
-            success_threshold: 3,
-        }
-    }
-}
+pub use crate::config::BreakerPolicy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CircuitState {

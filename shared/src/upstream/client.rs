@@ -15,10 +15,10 @@ use serde::de::DeserializeOwned;
 
 use super::backoff::RetryPolicy;
 use super::breaker::{CircuitBreaker, CircuitState, Permit, Refusal};
-use super::clock::{Clock, SystemClock};
 use super::error::{UnavailableCause, UpstreamError};
 use super::retry_after;
-use crate::config::{MercadoLivreSettings, RateLimitSettings};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{HourlyBudget, MercadoLivreSettings, RateLimitSettings};
 use crate::ratelimit::{Check, Limiter, Rule};
 use crate::telemetry::{self, emf, redact};
 
@@ -48,10 +48,14 @@ pub struct UpstreamLimits {
 impl From<&RateLimitSettings> for UpstreamLimits {
     fn from(settings: &RateLimitSettings) -> Self {
         Self {
-            global: settings.mercadolivre_global,
-            per_account: settings.mercadolivre_account,
+            global: rule(settings.mercadolivre_global),
+            per_account: rule(settings.mercadolivre_account),
         }
     }
+}
+
+fn rule(budget: HourlyBudget) -> Rule {
+    Rule::new(budget.limit, HourlyBudget::PERIOD, budget.burst)
 }
 
 impl UpstreamLimits {
@@ -241,6 +245,23 @@ impl MercadoLivre {
             breaker: CircuitBreaker::new(DEPENDENCY, settings.breaker),
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The client `settings` describe, on an HTTP client of its own whose connect timeout
+    /// is the attempt's (MERCADOLIVRE_TIMEOUT_MS bounds an attempt from connecting to its
+    /// last byte), limited by `limiter` to the budgets of `rate_limit`.
+    pub fn from_settings(
+        settings: &MercadoLivreSettings,
+        rate_limit: &RateLimitSettings,
+        limiter: Arc<dyn Limiter>,
+    ) -> reqwest::Result<Self> {
+        let http = crate::outbound::http_client(settings.call_timeout)?;
+        Ok(Self::new(
+            http,
+            settings,
+            UpstreamLimits::from(rate_limit),
+            limiter,
+        ))
     }
 
     /// The same client reading time from `clock` (the limiter's and the breaker's).

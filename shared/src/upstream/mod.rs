@@ -8,7 +8,6 @@
 mod backoff;
 mod breaker;
 mod client;
-mod clock;
 mod error;
 mod oauth;
 mod questions;
@@ -17,7 +16,6 @@ mod retry_after;
 pub use backoff::RetryPolicy;
 pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState, Permit, Refusal};
 pub use client::{DEPENDENCY, GLOBAL_KEY, MercadoLivre, UpstreamLimits, account_key};
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Disposition, UnavailableCause, UpstreamError};
 pub use oauth::{ClientCredentials, SellerIdentity, TokenSet};
 pub use questions::{Answer, Asker, Question, QuestionStatus};

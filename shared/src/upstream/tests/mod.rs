@@ -3,6 +3,7 @@
 mod mock;
 mod oauth;
 
+use crate::clock::ManualClock;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -1,4 +1,6 @@
-//! The wall clock the client reads, injectable so tests control time.
+//! The one clock every part of sellerhub reads time from: the system's in production, a
+//! hand-moved one in tests. Components that decide by time take an `Arc<dyn Clock>`
+//! (the composition root passes the same one to all of them).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -6,6 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
+
+    /// Whole seconds since the Unix epoch: the store's unit (`expires_at`, DynamoDB TTL).
+    fn now_secs(&self) -> i64 {
+        self.now_ms().div_euclid(1000)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]

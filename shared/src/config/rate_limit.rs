@@ -1,0 +1,89 @@
+//! The rate limiter's settings: where the shared limiter is, how long it may take, the
+//! Mercado Livre budgets, and the per-instance fallback.
+
+use std::time::Duration;
+
+use super::ConfigError;
+use super::vars::Vars;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimitSettings {
+    /// UPSTASH_REDIS_REST_URL: the limiter every instance shares. Unset, the local runner
+    /// limits in process (a Lambda function needs it).
+    pub upstash_url: Option<reqwest::Url>,
+    pub upstash_connect_timeout: Duration,
+    /// One Upstash request's limit, and the time the shared limiter has to answer a check
+    /// before the fallback does.
+    pub upstash_timeout: Duration,
+    /// Mercado Livre's global budget (2000/h) and each seller account's (500/h).
+    pub mercadolivre_global: HourlyBudget,
+    pub mercadolivre_account: HourlyBudget,
+    /// The share of each budget one instance may use while Redis is unreachable.
+    pub fallback_share: f64,
+    /// While on the fallback, how long before asking Redis again.
+    pub fallback_retry_after: Duration,
+}
+
+/// At most `limit` requests in any rolling hour, `burst` of them back to back (the rest
+/// spread evenly). Validated: 2 ≤ limit, 1 ≤ burst < limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HourlyBudget {
+    pub limit: u32,
+    pub burst: u32,
+}
+
+impl HourlyBudget {
+    pub const PERIOD: Duration = Duration::from_secs(3600);
+}
+
+pub(super) fn read<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<RateLimitSettings, ConfigError> {
+    let fallback_share: f64 = vars.parsed("RATE_LIMIT_FALLBACK_SHARE", 0.1)?;
+    if !(fallback_share > 0.0 && fallback_share <= 1.0) {
+        return Err(ConfigError::Invalid {
+            name: "RATE_LIMIT_FALLBACK_SHARE",
+            reason: format!("{fallback_share}: must be above 0 and at most 1"),
+        });
+    }
+    Ok(RateLimitSettings {
+        upstash_url: vars.optional_url("UPSTASH_REDIS_REST_URL")?,
+        upstash_connect_timeout: vars.millis("UPSTASH_CONNECT_TIMEOUT_MS", 300)?,
+        upstash_timeout: vars.millis("UPSTASH_TIMEOUT_MS", 1000)?,
+        // Bursts: see README's configuration table (a burst lowers the sustained rate).
+        mercadolivre_global: hourly(
+            vars,
+            ("RATE_LIMIT_ML_GLOBAL_PER_HOUR", 2000),
+            ("RATE_LIMIT_ML_GLOBAL_BURST", 100),
+        )?,
+        mercadolivre_account: hourly(
+            vars,
+            ("RATE_LIMIT_ML_ACCOUNT_PER_HOUR", 500),
+            ("RATE_LIMIT_ML_ACCOUNT_BURST", 20),
+        )?,
+        fallback_share,
+        fallback_retry_after: vars.millis("RATE_LIMIT_FALLBACK_RETRY_MS", 5000)?,
+    })
+}
+
+fn hourly<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    (limit_name, limit): (&'static str, u32),
+    (burst_name, burst): (&'static str, u32),
+) -> Result<HourlyBudget, ConfigError> {
+    let limit: u32 = vars.parsed(limit_name, limit)?;
+    if limit < 2 {
+        return Err(ConfigError::Invalid {
+            name: limit_name,
+            reason: "must be at least 2".into(),
+        });
+    }
+    let burst: u32 = vars.parsed(burst_name, burst)?;
+    if burst == 0 || burst >= limit {
+        return Err(ConfigError::Invalid {
+            name: burst_name,
+            reason: format!("must be from 1 to {} (below {limit_name})", limit - 1),
+        });
+    }
+    Ok(HourlyBudget { limit, burst })
+}
