@@ -32,20 +32,6 @@ pub fn random_token(bytes: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer)
 }
 
-/// The application's Mercado Livre credentials, for the functions that exchange or
-/// refresh tokens.
-pub fn client_credentials(
-    config: &crate::config::Config,
-) -> Result<crate::upstream::ClientCredentials, crate::config::ConfigError> {
-    Ok(crate::upstream::ClientCredentials {
-        client_id: config.auth.require_client_id()?.to_owned(),
-        client_secret: config
-            .secrets
-            .require("MERCADOLIVRE_CLIENT_SECRET")?
-            .clone(),
-    })
-}
-
 /// The id of a Mercado Livre seller as a sellerhub user.
 pub fn user_id(seller_id: u64) -> String {
     format!("ml:{seller_id}")
