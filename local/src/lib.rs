@@ -74,7 +74,7 @@ pub async fn serve(
         None
     };
     let adapters = adapters::build(&config).await?;
-    let services = Services::new(config.clone(), adapters);
+    let services = Services::new(config, adapters);
     let functions = Arc::new(Functions::new(&services)?);
     let app = router(Arc::clone(&functions), sandbox.as_ref())
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -87,8 +87,8 @@ pub async fn serve(
     ));
     tracing::info!(
         address = %address,
-        data_dir = %config.data_dir.display(),
-        mercadolivre = %config.mercadolivre.api_url,
+        data_dir = %services.config().data_dir.display(),
+        mercadolivre = %services.config().mercadolivre.api_url,
         "listening"
     );
     axum::serve(listener, app)

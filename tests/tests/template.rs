@@ -51,11 +51,20 @@ fn template_routes_equal_the_route_table() {
         table.len(),
         "shared::routes::ROUTES has duplicate routes"
     );
-    let missing: Vec<_> = table.difference(&declared).collect();
-    let extra: Vec<_> = declared.difference(&table).collect();
+    assert_same_both_ways(&table, &declared, "shared::routes");
+}
+
+/// Fails naming what only `table` has and what only template.yaml (`declared`) has.
+fn assert_same_both_ways<T: Ord + std::fmt::Debug>(
+    table: &BTreeSet<T>,
+    declared: &BTreeSet<T>,
+    table_name: &str,
+) {
+    let missing: Vec<_> = table.difference(declared).collect();
+    let extra: Vec<_> = declared.difference(table).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "template.yaml and shared::routes disagree\n  in shared::routes only: {missing:?}\n  in template.yaml only: {extra:?}"
+        "template.yaml and {table_name} disagree\n  in {table_name} only: {missing:?}\n  in template.yaml only: {extra:?}"
     );
 }
 
@@ -71,12 +80,12 @@ fn template_workers_equal_the_worker_table() {
             (worker.function.to_owned(), trigger)
         })
         .collect();
-    let missing: Vec<_> = table.difference(&declared).collect();
-    let extra: Vec<_> = declared.difference(&table).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "template.yaml and shared::routes::WORKERS disagree\n  in WORKERS only: {missing:?}\n  in template.yaml only: {extra:?}"
+    assert_eq!(
+        shared::routes::WORKERS.len(),
+        table.len(),
+        "shared::routes::WORKERS has duplicate workers"
     );
+    assert_same_both_ways(&table, &declared, "shared::routes::WORKERS");
 }
 
 #[test]

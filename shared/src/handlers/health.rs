@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use super::HttpHandler;
 use crate::clock::Clock;
 use crate::config::{ConfigError, HealthSettings};
-use crate::http::{ApiError, json};
+use crate::http::{ApiError, json, rfc3339};
 use crate::queue::{Queue, QueueStats};
 use crate::ratelimit::upstash::Upstash;
 use crate::services::Services;
@@ -144,13 +144,7 @@ impl Health {
             },
             version: self.version,
             uptime_seconds: self.started.elapsed().as_secs(),
-            checked_at: time::OffsetDateTime::from_unix_timestamp(self.clock.now_secs())
-                .ok()
-                .and_then(|at| {
-                    at.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .unwrap_or_default(),
+            checked_at: rfc3339(self.clock.now_secs()),
             checks: Checks {
                 store,
                 queue,

@@ -4,14 +4,12 @@
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::HttpHandler;
 use crate::auth::Authenticator;
 use crate::auth::grants::{GrantInfos, GrantStatus};
 use crate::config::ConfigError;
-use crate::http::{ApiError, json};
+use crate::http::{ApiError, json, rfc3339};
 use crate::services::Services;
 
 pub struct Me {
@@ -54,13 +52,6 @@ struct GrantBody {
     /// When the current access token expires (refreshed before then).
     expires_at: Option<String>,
     scopes: Vec<String>,
-}
-
-fn rfc3339(epoch_seconds: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(epoch_seconds)
-        .ok()
-        .and_then(|at| at.format(&Rfc3339).ok())
-        .unwrap_or_default()
 }
 
 impl HttpHandler for Me {

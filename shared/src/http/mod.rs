@@ -35,6 +35,18 @@ pub fn json<T: serde::Serialize>(
         .map_err(|error| ApiError::Internal(error.to_string()))
 }
 
+/// `epoch_seconds` as an RFC 3339 UTC timestamp (`2026-12-01T00:00:00Z`), for response
+/// bodies; empty if it is out of range.
+pub fn rfc3339(epoch_seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(epoch_seconds)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// A redirect to `location` that no cache keeps (its target is one login's).
 pub fn redirect(status: http::StatusCode, location: &str) -> Result<Response<Body>, ApiError> {
     Response::builder()
