@@ -281,15 +281,15 @@ impl Queue for EmbeddedQueue {
             .write(move |txn| {
                 let now = now_millis();
                 let mut ids = Vec::with_capacity(messages.len());
-                for message in messages {
+                for message in &messages {
                     let id = uuid::Uuid::new_v4().to_string();
                     let stored = Stored {
                         visible_at_millis: now + i64::from(message.delay_seconds) * 1000,
                         receive_count: 0,
                         body: Body {
                             id: id.clone(),
-                            body: message.body,
-                            attributes: message.attributes,
+                            body: message.body.clone(),
+                            attributes: message.attributes.clone(),
                             sent_at_millis: now,
                             receipt: None,
                         },

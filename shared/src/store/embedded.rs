@@ -124,7 +124,7 @@ fn next_partition(partition: &str) -> String {
 impl EmbeddedStore {
     async fn write<T: Send + 'static>(
         &self,
-        write: impl FnOnce(&WriteTransaction, i64) -> Outcome<T> + Send + 'static,
+        mut write: impl FnMut(&WriteTransaction, i64) -> Outcome<T> + Send + 'static,
     ) -> StoreResult<T> {
         self.db
             .write(move |txn| write(txn, SystemClock.now_secs()))
