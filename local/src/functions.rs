@@ -14,6 +14,8 @@ use shared::handlers::auth_logout::AuthLogout;
 use shared::handlers::health::Health;
 use shared::handlers::me::Me;
 use shared::handlers::token_refresher::TokenRefresher;
+use shared::handlers::webhook_mercadolivre::WebhookMercadoLivre;
+use shared::handlers::webhook_meta::WebhookMeta;
 use shared::handlers::{HttpHandler, ScheduledHandler};
 use shared::http::ApiError;
 use shared::services::Services;
@@ -35,6 +37,8 @@ const HTTP: &[Build<Handler>] = &[
     http::<AuthCallback>,
     http::<AuthLogout>,
     http::<Me>,
+    http::<WebhookMercadoLivre>,
+    http::<WebhookMeta>,
 ];
 
 /// Every scheduled worker's handler.

@@ -28,8 +28,9 @@ use sandbox::{Sandbox, SandboxSettings};
 /// Where the sandbox provider is served.
 pub const SANDBOX_PATH: &str = "/sandbox/mercadolivre";
 
-/// The client id the local runner registers with its sandbox.
-const SANDBOX_CLIENT_ID: &str = "sellerhub-local";
+/// The client id the local runner registers with its sandbox: a number, as Mercado
+/// Livre's are (its notifications carry it as `application_id`).
+const SANDBOX_CLIENT_ID: &str = "5000000000000001";
 
 /// The router serving every route of the route table with its function's handler, and
 /// the sandbox provider when there is one.

@@ -23,6 +23,8 @@ pub fn fill_in(config: &mut Config) -> std::io::Result<()> {
             shared::auth::random_token as fn(usize) -> String,
         ),
         ("CURSOR_SIGNING_KEY", shared::auth::random_token),
+        ("META_APP_SECRET", shared::auth::random_token),
+        ("META_VERIFY_TOKEN", shared::auth::random_token),
     ];
     if config.auth.sandbox {
         // The sandbox provider checks the client secret like Mercado Livre does.

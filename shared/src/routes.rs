@@ -37,6 +37,21 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/me",
         function: "me",
     },
+    Route {
+        method: "POST",
+        path: "/webhooks/mercadolivre",
+        function: "webhook-mercadolivre",
+    },
+    Route {
+        method: "GET",
+        path: "/webhooks/meta",
+        function: "webhook-meta",
+    },
+    Route {
+        method: "POST",
+        path: "/webhooks/meta",
+        function: "webhook-meta",
+    },
 ];
 
 /// What starts a function that serves no route.

@@ -714,3 +714,33 @@ fn the_token_refresher_runs_every_5_minutes_unreserved_with_an_errors_alarm() {
         "an AWS/Lambda Errors alarm on {id} notifying AlarmTopic"
     );
 }
+
+#[test]
+fn ingest_functions_may_only_send_to_the_webhook_queue() {
+    let doc = template::load();
+    for binary in ["webhook-mercadolivre", "webhook-meta"] {
+        let (_, function) = functions(&doc)
+            .into_iter()
+            .find(|(_, f)| binary_name(f) == Some(binary))
+            .unwrap_or_else(|| panic!("no function builds {binary}"));
+        let mut granted = BTreeSet::new();
+        for statement in policy_statements(function) {
+            for action in statement_actions(statement) {
+                let resources: Vec<String> = statement_resources(statement)
+                    .iter()
+                    .flat_map(|r| template::references(r))
+                    .map(|r| r.target)
+                    .collect();
+                granted.insert(format!("{action} on {}", resources.join(",")));
+            }
+        }
+        assert_eq!(
+            granted,
+            BTreeSet::from([
+                "secretsmanager:GetSecretValue on SecretsArn".to_owned(),
+                "sqs:SendMessage on WebhookQueue.Arn".to_owned(),
+            ]),
+            "{binary}: nothing stored on the ingest path"
+        );
+    }
+}

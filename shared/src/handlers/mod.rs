@@ -9,6 +9,8 @@ pub mod auth_logout;
 pub mod health;
 pub mod me;
 pub mod token_refresher;
+pub mod webhook_mercadolivre;
+pub mod webhook_meta;
 
 use std::future::Future;
 
