@@ -37,3 +37,15 @@ impl Events {
         self.store.put(item, Condition::Absent).await
     }
 }
+
+/// The item of an event of `kind` with `data` in `tenant`'s log, to write with
+/// `Condition::Absent` (its id is new), alone or in the transaction of the change it
+/// reports.
+pub fn event_item(tenant: &str, kind: &str, data: serde_json::Value, now: EpochSeconds) -> Item {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    Item::new(
+        Key::new(format!("TENANT#{tenant}"), format!("EVENT#{id}")),
+        json!({ "id": id, "type": kind, "at": now, "data": data }),
+    )
+    .expiring_at(now + EVENT_TTL_SECS)
+}

@@ -11,6 +11,7 @@ pub mod embedded_db;
 pub mod events;
 pub mod handlers;
 pub mod http;
+pub mod inbox;
 pub mod lambda;
 pub mod outbound;
 pub mod queue;
