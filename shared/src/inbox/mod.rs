@@ -143,8 +143,8 @@ impl Inbox {
         self.commit(|| async move {
             let Some(old) = self.store.get(&item.key).await? else {
                 let mut ops = vec![put(item.clone().with_version(1), Condition::Absent)];
-                ops.push(Self::notify(tenant, "question.new", &data, now_ms));
-                ops.push(event(tenant, "question.new", &data, now_ms));
+                ops.push(Self::notify(tenant, "question.new", data, now_ms));
+                ops.push(event(tenant, "question.new", data, now_ms));
                 return Ok(Some(Plan {
                     ops,
                     applied: Applied::Created,
@@ -159,7 +159,7 @@ impl Inbox {
                         item.clone().with_version(old.version + 1),
                         Condition::VersionIs(old.version),
                     ),
-                    event(tenant, "question.updated", &data, now_ms),
+                    event(tenant, "question.updated", data, now_ms),
                 ],
                 applied: Applied::Updated,
             }))
@@ -179,8 +179,8 @@ impl Inbox {
         let data = &data;
         self.commit(|| async move {
             let ops = vec![
-                Self::notify(tenant, "order.updated", &data, now_ms),
-                event(tenant, "order.updated", &data, now_ms),
+                Self::notify(tenant, "order.updated", data, now_ms),
+                event(tenant, "order.updated", data, now_ms),
             ];
             Ok(Some(Plan {
                 ops,
@@ -215,10 +215,10 @@ impl Inbox {
             (&message_key, &message_item, &message_data);
         let conversation_key = &conversation_key;
         self.commit(|| async move {
-            if self.store.get(&message_key).await?.is_some() {
+            if self.store.get(message_key).await?.is_some() {
                 return Ok(None);
             }
-            let old = self.store.get(&conversation_key).await?;
+            let old = self.store.get(conversation_key).await?;
             let data = conversation_data(old.as_ref(), conversation, message);
             let updated_ms = data["updated_at_ms"].as_i64().unwrap_or(message.at_ms);
             let conversation_item =
@@ -235,9 +235,9 @@ impl Inbox {
                 put(message_item.clone().with_version(1), Condition::Absent),
             ];
             if message.direction == Direction::Inbound {
-                ops.push(Self::notify(tenant, "message.new", &message_data, now_ms));
+                ops.push(Self::notify(tenant, "message.new", message_data, now_ms));
             }
-            ops.push(event(tenant, "message.new", &message_data, now_ms));
+            ops.push(event(tenant, "message.new", message_data, now_ms));
             Ok(Some(Plan {
                 ops,
                 applied: Applied::Created,
@@ -260,7 +260,7 @@ impl Inbox {
         let key = keys::message(tenant, channel, conversation_id, message_id);
         let key = &key;
         self.commit(|| async move {
-            let Some(old) = self.store.get(&key).await? else {
+            let Some(old) = self.store.get(key).await? else {
                 return Ok(Some(Plan {
                     ops: Vec::new(),
                     applied: Applied::UnknownMessage,
