@@ -151,7 +151,7 @@ impl Grants {
                 ..info.clone()
             };
             match self.write(&info, tokens, condition).await {
-                Err(GrantError::Store(StoreError::ConditionFailed))
+                Err(GrantError::Store(StoreError::ConditionFailed { .. }))
                     if attempt < CONNECT_ATTEMPTS => {}
                 result => return result,
             }

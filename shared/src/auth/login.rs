@@ -121,7 +121,7 @@ impl Logins {
             Ok(Some(item)) => serde_json::from_value(item.data)
                 .map(Some)
                 .map_err(|error| StoreError::Corrupt(format!("login state: {error}"))),
-            Ok(None) | Err(StoreError::ConditionFailed) => Ok(None),
+            Ok(None) | Err(StoreError::ConditionFailed { .. }) => Ok(None),
             Err(error) => Err(error),
         }
     }

@@ -148,7 +148,7 @@ impl Refresher {
             .await
         {
             Ok(()) => {}
-            Err(StoreError::ConditionFailed) => return Ok(RefreshOutcome::Busy),
+            Err(StoreError::ConditionFailed { .. }) => return Ok(RefreshOutcome::Busy),
             Err(error) => return Err(error.into()),
         }
 

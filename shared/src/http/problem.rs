@@ -184,7 +184,7 @@ impl From<crate::store::StoreError> for ApiError {
         match error {
             // A conflict with concurrent writers: retrying may succeed.
             StoreError::Unavailable(_)
-            | StoreError::ConditionFailed
+            | StoreError::ConditionFailed { .. }
             | StoreError::TransactionCancelled { .. } => {
                 ApiError::Unavailable(format!("store: {error}"))
             }

@@ -5,13 +5,19 @@
 //! concurrently and the suite can share a table with other suites and with itself; it
 //! never needs an empty table.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
-use super::{Condition, Cursor, Item, Key, Query, SortKey, Store, StoreError, WriteOp};
+use super::{
+    Condition, Cursor, Index, Item, Key, MAX_ITEM_BYTES, MAX_PARTITION_KEY_BYTES,
+    MAX_SORT_KEY_BYTES, MAX_TRANSACTION_BYTES, Query, SortKey, Store, StoreError, WriteOp,
+    item_size,
+};
 use crate::clock::{Clock, SystemClock};
 
-/// Runs every check of the suite against `store`, one after the other: moto's
-/// TransactWriteItems snapshots the whole table and restores that snapshot when a
+/// Runs every check that every adapter passes against `store`, one after the other:
+/// moto's TransactWriteItems snapshots the whole table and restores that snapshot when a
 /// transaction is cancelled, losing writes made meanwhile by concurrent requests (real
 /// DynamoDB and the embedded store have no such problem).
 pub async fn run_all(store: &dyn Store) {
@@ -21,13 +27,31 @@ pub async fn run_all(store: &dyn Store) {
     delete_honours_conditions_and_returns_the_old_item(store).await;
     an_expired_item_is_absent_everywhere(store).await;
     query_applies_sort_key_conditions(store).await;
+    query_orders_sort_keys_by_utf8_bytes(store).await;
     query_walks_forward_and_backward(store).await;
     query_pages_return_every_item_exactly_once(store).await;
+    a_long_expired_tail_is_walked_to_its_end(store).await;
+    a_cursor_outlives_its_item(store).await;
+    items_inserted_between_pages(store).await;
     query_on_gsi1(store).await;
     a_query_never_leaves_its_partition(store).await;
     transact_is_all_or_nothing(store).await;
     transact_mixes_puts_deletes_and_checks(store).await;
     invalid_requests_are_rejected(store).await;
+    dynamodbs_size_limits_are_held(store).await;
+}
+
+/// What the embedded adapter is held to besides [`run_all`], and the DynamoDB adapter is
+/// not:
+/// - its pages are full until the last, each cursor at its page's last item: the DynamoDB
+///   adapter may end a page early, as it caps its requests per call;
+/// - concurrent conditional writes on one key have exactly one winner: the DynamoDB
+///   adapter's test double, moto, serves requests on parallel threads with no lock
+///   around a conditional write's check and its write, so it cannot be held to this
+///   (DynamoDB itself guarantees it).
+pub async fn run_embedded_only(store: Arc<dyn Store>) {
+    pages_are_full_until_the_last(store.as_ref()).await;
+    concurrent_conditional_writes_have_one_winner(store).await;
 }
 
 /// A partition no other check (nor another run) uses.
@@ -64,11 +88,20 @@ fn sort_keys(items: &[Item]) -> Vec<&str> {
     items.iter().map(|item| item.key.sk.as_str()).collect()
 }
 
-fn assert_condition_failed<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
-    assert!(
-        matches!(result, Err(StoreError::ConditionFailed)),
-        "{what}: expected ConditionFailed, got {result:?}"
-    );
+/// Asserts a condition failure that reports `current` as the live item at the key.
+fn assert_condition_failed<T: std::fmt::Debug>(
+    result: Result<T, StoreError>,
+    current: Option<&Item>,
+    what: &str,
+) {
+    match result {
+        Err(StoreError::ConditionFailed { current: found }) => assert_eq!(
+            found.as_deref(),
+            current,
+            "{what}: the failure must hold the live item at the key (None for none)"
+        ),
+        other => panic!("{what}: expected ConditionFailed, got {other:?}"),
+    }
 }
 
 fn assert_invalid<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
@@ -90,36 +123,115 @@ fn assert_cancelled(result: Result<(), StoreError>, failed: &[usize], what: &str
     }
 }
 
-/// Every page of `query` from its start, following cursors. Asserts that every page but
-/// the last is full (expired items do not make a page short) and that pages end.
-async fn all_pages(store: &dyn Store, mut q: Query) -> Vec<Item> {
+fn assert_invalid_naming<T: std::fmt::Debug>(
+    result: Result<T, StoreError>,
+    limit: usize,
+    what: &str,
+) {
+    match result {
+        Err(StoreError::Invalid(message)) => assert!(
+            message.contains(&limit.to_string()),
+            "{what}: the error names the limit {limit}: {message}"
+        ),
+        other => panic!("{what}: expected Invalid, got {other:?}"),
+    }
+}
+
+/// How much [`walk`] holds a store's pages to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pages {
+    /// What every adapter does: no page over the limit, no cursor before its page's last
+    /// item (it may lie past it: where a walk stopped early), no cursor outside the
+    /// queried partition, and an end.
+    Any,
+    /// Also: every page followed by a cursor is full, the cursor at its last item.
+    Full,
+}
+
+/// Every page of `query` from its start, following cursors, as every adapter pages.
+async fn all_pages(store: &dyn Store, q: Query) -> Vec<Item> {
+    walk(store, q, Pages::Any).await
+}
+
+async fn walk(store: &dyn Store, mut q: Query, pages: Pages) -> Vec<Item> {
     let mut items = Vec::new();
     for _ in 0..1000 {
         let page = query(store, q.clone()).await;
         assert!(page.items.len() <= q.limit, "{q:?}: page over the limit");
         items.extend(page.items.iter().cloned());
-        match page.next {
-            None => return items,
-            Some(cursor) => {
-                assert_eq!(
-                    page.items.len(),
-                    q.limit,
-                    "{q:?}: a page followed by a cursor must be full"
-                );
-                let last = page.items.last().map(|item| Cursor {
-                    key: item.key.clone(),
-                    gsi1: item.gsi1.clone(),
-                });
-                assert_eq!(
-                    Some(cursor.clone()),
-                    last,
-                    "the cursor is the last item's position"
-                );
-                q.after = Some(cursor);
-            }
+        let Some(cursor) = page.next else {
+            return items;
+        };
+        let partition = match q.index {
+            Index::Primary => Some(&cursor.key.pk),
+            Index::Gsi1 => cursor.gsi1.as_ref().map(|gsi1| &gsi1.pk),
+        };
+        assert_eq!(
+            partition,
+            Some(&q.partition),
+            "{q:?}: a cursor in the queried partition"
+        );
+        let last = page.items.last().map(|item| Cursor {
+            key: item.key.clone(),
+            gsi1: item.gsi1.clone(),
+        });
+        if let Some(last) = &last {
+            assert!(
+                !walk_order(&q, &cursor, last).is_lt(),
+                "{q:?}: the cursor {cursor:?} lies before the page's last item {last:?}"
+            );
         }
+        if pages == Pages::Full {
+            assert_eq!(
+                page.items.len(),
+                q.limit,
+                "{q:?}: a page followed by a cursor must be full"
+            );
+            assert_eq!(
+                Some(cursor.clone()),
+                last,
+                "the cursor is the last item's position"
+            );
+        }
+        q.after = Some(cursor);
     }
     panic!("{q:?}: paging did not end after 1000 pages");
+}
+
+/// How position `a` compares to `b` in the walk of `q`, by the sort key it walks (items
+/// that share an index sort key come in no documented order, so they compare equal).
+fn walk_order(q: &Query, a: &Cursor, b: &Cursor) -> std::cmp::Ordering {
+    let sort_key = |position: &Cursor| match q.index {
+        Index::Primary => position.key.sk.clone(),
+        Index::Gsi1 => position
+            .gsi1
+            .as_ref()
+            .map(|gsi1| gsi1.sk.clone())
+            .unwrap_or_default(),
+    };
+    let order = sort_key(a).cmp(&sort_key(b));
+    if q.forward { order } else { order.reverse() }
+}
+
+/// The four walks of a partition `pk` whose items are indexed in `gsi`: both ways, on the
+/// table and on the index.
+fn four_walks(pk: &str, gsi: &str) -> [Query; 4] {
+    [
+        Query::partition(pk),
+        Query::partition(pk).backward(),
+        Query::partition(gsi).on_gsi1(),
+        Query::partition(gsi).on_gsi1().backward(),
+    ]
+}
+
+/// `sort_keys` in the order `q` walks them.
+fn in_walk_order<'a>(q: &Query, sort_keys: &[&'a str]) -> Vec<&'a str> {
+    let mut ordered = sort_keys.to_vec();
+    ordered.sort();
+    if !q.forward {
+        ordered.reverse();
+    }
+    ordered
 }
 
 // ------------------------------------------------------------------ get, put, delete
@@ -171,10 +283,12 @@ pub async fn put_honours_conditions(store: &dyn Store) {
 
     assert_condition_failed(
         store.put(v1.clone(), Condition::Present).await,
+        None,
         "put Present on a missing key",
     );
     assert_condition_failed(
         store.put(v1.clone(), Condition::VersionIs(0)).await,
+        None,
         "put VersionIs on a missing key",
     );
     assert_eq!(get(store, &key).await, None, "a failed put writes nothing");
@@ -184,12 +298,14 @@ pub async fn put_honours_conditions(store: &dyn Store) {
         store
             .put(v1.clone().with_version(9), Condition::Absent)
             .await,
+        Some(&v1),
         "put Absent over a live item",
     );
 
     let v2 = Item::new(key.clone(), json!({"step": 2})).with_version(2);
     assert_condition_failed(
         store.put(v2.clone(), Condition::VersionIs(5)).await,
+        Some(&v1),
         "put VersionIs with the wrong version",
     );
     assert_eq!(
@@ -203,6 +319,7 @@ pub async fn put_honours_conditions(store: &dyn Store) {
         store
             .put(v2.clone().with_version(3), Condition::VersionIs(1))
             .await,
+        Some(&v2),
         "put VersionIs with a version that was replaced",
     );
 
@@ -212,6 +329,19 @@ pub async fn put_honours_conditions(store: &dyn Store) {
     let v4 = Item::new(key.clone(), json!({"step": 4}));
     put(store, v4.clone(), Condition::Always).await;
     assert_eq!(get(store, &key).await, Some(v4), "put Always overwrites");
+
+    // A writer that writes again after losing the answer finds its own item.
+    let own = Item::new(
+        Key::new(&pk, "own"),
+        json!({"write_id": uuid::Uuid::new_v4().to_string()}),
+    )
+    .expiring_at(SystemClock.now_secs() + 600);
+    put(store, own.clone(), Condition::Absent).await;
+    assert_condition_failed(
+        store.put(own.clone(), Condition::Absent).await,
+        Some(&own),
+        "put Absent of an item already written",
+    );
 }
 
 pub async fn delete_honours_conditions_and_returns_the_old_item(store: &dyn Store) {
@@ -231,6 +361,7 @@ pub async fn delete_honours_conditions_and_returns_the_old_item(store: &dyn Stor
     );
     assert_condition_failed(
         store.delete(&missing, Condition::Present).await,
+        None,
         "delete Present of a missing key",
     );
 
@@ -240,10 +371,12 @@ pub async fn delete_honours_conditions_and_returns_the_old_item(store: &dyn Stor
     put(store, stored.clone(), Condition::Absent).await;
     assert_condition_failed(
         store.delete(&key, Condition::Absent).await,
+        Some(&stored),
         "delete Absent of a live item",
     );
     assert_condition_failed(
         store.delete(&key, Condition::VersionIs(3)).await,
+        Some(&stored),
         "delete VersionIs with the wrong version",
     );
     assert_eq!(
@@ -317,18 +450,22 @@ pub async fn an_expired_item_is_absent_everywhere(store: &dyn Store) {
 
     assert_condition_failed(
         store.put(expired("a"), Condition::Present).await,
+        None,
         "put Present over an expired item",
     );
     assert_condition_failed(
         store.put(expired("a"), Condition::VersionIs(1)).await,
+        None,
         "put VersionIs over an expired item",
     );
     assert_condition_failed(
         store.delete(&key("b"), Condition::Present).await,
+        None,
         "delete Present of an expired item",
     );
     assert_condition_failed(
         store.delete(&key("b"), Condition::VersionIs(1)).await,
+        None,
         "delete VersionIs of an expired item",
     );
     let deleted = store.delete(&key("b"), Condition::Always).await;
@@ -531,6 +668,152 @@ pub async fn query_pages_return_every_item_exactly_once(store: &dyn Store) {
         expected[5..=16].to_vec(),
         "pages within a sort key range"
     );
+}
+
+pub async fn query_orders_sort_keys_by_utf8_bytes(store: &dyn Store) {
+    let pk = partition("utf8");
+    let gsi = partition("utf8-gsi");
+    // DynamoDB orders string keys by their UTF-8 bytes, which is code point order (and
+    // Rust's). UTF-16 order would differ: it puts "😀" (a surrogate pair) before U+E000.
+    let ordered = [
+        "Zebra", "apple", "zz", "ção", "éclair", "ñandu", "中", "中文", "\u{e000}", "\u{fffd}",
+        "😀",
+    ];
+    for sk in ordered.iter().rev() {
+        let indexed = item(&pk, sk).with_gsi1(Key::new(&gsi, *sk));
+        put(store, indexed, Condition::Absent).await;
+    }
+    for q in four_walks(&pk, &gsi) {
+        let expected = in_walk_order(&q, &ordered);
+        let page = query(store, q.clone().limit(50)).await;
+        assert_eq!(sort_keys(&page.items), expected, "{q:?}: UTF-8 byte order");
+        let items = all_pages(store, q.clone().limit(3)).await;
+        assert_eq!(sort_keys(&items), expected, "{q:?}: pages of 3");
+    }
+    let cases: Vec<(SortKey, Vec<&str>)> = vec![
+        (SortKey::BeginsWith("é".into()), vec!["éclair"]),
+        (SortKey::BeginsWith("中".into()), vec!["中", "中文"]),
+        (
+            SortKey::Between("ç".into(), "中".into()),
+            vec!["ção", "éclair", "ñandu", "中"],
+        ),
+        (SortKey::Lt("ç".into()), vec!["Zebra", "apple", "zz"]),
+        (SortKey::Gt("\u{fffd}".into()), vec!["😀"]),
+        (
+            SortKey::Ge("\u{e000}".into()),
+            vec!["\u{e000}", "\u{fffd}", "😀"],
+        ),
+    ];
+    for (sort, expected) in cases {
+        let page = query(store, Query::partition(&pk).sort(sort.clone()).limit(50)).await;
+        assert_eq!(sort_keys(&page.items), expected, "{sort:?} on UTF-8 keys");
+    }
+}
+
+/// A partition whose few live items are separated by long runs of expired ones, indexed
+/// in a gsi1 partition of its own: (pk, gsi, the live items' sort keys).
+async fn long_expired_tail(store: &dyn Store) -> (String, String, [&'static str; 4]) {
+    let pk = partition("expired-tail");
+    let gsi = partition("expired-tail-gsi");
+    let live = ["a", "b", "c", "z"];
+    let now = SystemClock.now_secs();
+    let expired = (0..12)
+        .map(|n| format!("0#{n:02}"))
+        .chain((0..40).map(|n| format!("m#{n:02}")));
+    for sk in expired {
+        let gone = item(&pk, &sk)
+            .with_gsi1(Key::new(&gsi, &sk))
+            .expiring_at(now - 60);
+        put(store, gone, Condition::Always).await;
+    }
+    for sk in live {
+        let indexed = item(&pk, sk).with_gsi1(Key::new(&gsi, sk));
+        put(store, indexed, Condition::Absent).await;
+    }
+    (pk, gsi, live)
+}
+
+pub async fn a_long_expired_tail_is_walked_to_its_end(store: &dyn Store) {
+    let (pk, gsi, live) = long_expired_tail(store).await;
+    for q in four_walks(&pk, &gsi) {
+        for limit in [1, 2, 5] {
+            let items = all_pages(store, q.clone().limit(limit)).await;
+            assert_eq!(
+                sort_keys(&items),
+                in_walk_order(&q, &live),
+                "{q:?} in pages of {limit}: every live item once, past the expired ones"
+            );
+        }
+    }
+}
+
+pub async fn a_cursor_outlives_its_item(store: &dyn Store) {
+    let all = ["1", "2", "3", "4", "5", "6"];
+    for walk in 0..4 {
+        let pk = partition("deleted-cursor");
+        let gsi = partition("deleted-cursor-gsi");
+        for sk in all {
+            let indexed = item(&pk, sk).with_gsi1(Key::new(&gsi, sk));
+            put(store, indexed, Condition::Absent).await;
+        }
+        let q = four_walks(&pk, &gsi)[walk].clone().limit(2);
+        let order = in_walk_order(&q, &all);
+        let first = query(store, q.clone()).await;
+        assert_eq!(sort_keys(&first.items), order[..2], "{q:?}: the first page");
+        let cursor = first.next.expect("a cursor after the first page");
+        let deleted = store.delete(&cursor.key, Condition::Present).await;
+        assert!(
+            matches!(deleted, Ok(Some(_))),
+            "{q:?}: delete the cursor's item: {deleted:?}"
+        );
+        let next = query(store, q.clone().after(Some(cursor))).await;
+        assert_eq!(
+            sort_keys(&next.items),
+            order[2..4],
+            "{q:?}: the next page starts right after the deleted item's position"
+        );
+    }
+}
+
+pub async fn items_inserted_between_pages(store: &dyn Store) {
+    let first = ["b", "d", "f", "h"];
+    let later = ["a", "c", "e", "g"];
+    for walk in 0..4 {
+        let pk = partition("inserted");
+        let gsi = partition("inserted-gsi");
+        let indexed = |sk: &str| item(&pk, sk).with_gsi1(Key::new(&gsi, sk));
+        for sk in first {
+            put(store, indexed(sk), Condition::Absent).await;
+        }
+        let q = four_walks(&pk, &gsi)[walk].clone().limit(2);
+        let page = query(store, q.clone()).await;
+        let cursor = page.next.expect("a cursor after the first page");
+        let at = sort_keys(&page.items)
+            .last()
+            .copied()
+            .unwrap_or_default()
+            .to_owned();
+        for sk in later {
+            put(store, indexed(sk), Condition::Absent).await;
+        }
+        // Forward after "d": e f g h; backward after "f": e d c b a.
+        let expected: Vec<&str> = in_walk_order(&q, &[first, later].concat())
+            .into_iter()
+            .filter(|sk| {
+                if q.forward {
+                    *sk > at.as_str()
+                } else {
+                    *sk < at.as_str()
+                }
+            })
+            .collect();
+        let rest = all_pages(store, q.clone().after(Some(cursor))).await;
+        assert_eq!(
+            sort_keys(&rest),
+            expected,
+            "{q:?}: items inserted past the cursor appear, those before it do not"
+        );
+    }
 }
 
 pub async fn query_on_gsi1(store: &dyn Store) {
@@ -874,4 +1157,225 @@ pub async fn invalid_requests_are_rejected(store: &dyn Store) {
         store.query(Query::partition(&pk).limit(0)).await,
         "a query with limit 0",
     );
+
+    for (empty, what) in [
+        (Key::new("", "k"), "an empty pk"),
+        (Key::new(&pk, ""), "an empty sk"),
+    ] {
+        assert_invalid(store.get(&empty).await, &format!("get of {what}"));
+        assert_invalid(
+            store.delete(&empty, Condition::Always).await,
+            &format!("delete of {what}"),
+        );
+        for op in [
+            WriteOp::Check {
+                key: empty.clone(),
+                condition: Condition::Absent,
+            },
+            WriteOp::Delete {
+                key: empty.clone(),
+                condition: Condition::Always,
+            },
+        ] {
+            assert_invalid(
+                store.transact(vec![op.clone()]).await,
+                &format!("{op:?} of {what}"),
+            );
+        }
+    }
+}
+
+pub async fn dynamodbs_size_limits_are_held(store: &dyn Store) {
+    let pk = partition("limits");
+    let key = |sk: &str| Key::new(&pk, sk);
+    // An item of exactly `size` bytes by DynamoDB's rules.
+    let sized = |sk: &str, size: usize| {
+        let empty = Item::new(key(sk), json!({ "blob": "" }));
+        let blob = "x".repeat(size - item_size(&empty));
+        let item = Item::new(key(sk), json!({ "blob": blob }));
+        assert_eq!(item_size(&item), size);
+        item
+    };
+
+    let over = sized("over", MAX_ITEM_BYTES + 1);
+    assert_invalid_naming(
+        store.put(over.clone(), Condition::Always).await,
+        MAX_ITEM_BYTES,
+        "put of an item 1 byte over 400 KB",
+    );
+    assert_invalid_naming(
+        store
+            .transact(vec![WriteOp::Put {
+                item: over,
+                condition: Condition::Always,
+            }])
+            .await,
+        MAX_ITEM_BYTES,
+        "a transaction putting an item 1 byte over 400 KB",
+    );
+    assert_eq!(get(store, &key("over")).await, None, "nothing written");
+    let under = sized("under", 300 * 1024);
+    put(store, under.clone(), Condition::Absent).await;
+    assert_eq!(
+        get(store, &key("under")).await,
+        Some(under),
+        "a 300 KB item"
+    );
+
+    // Key limits count bytes, not characters: "é" is 2 bytes.
+    let longest_pk = "é".repeat(MAX_PARTITION_KEY_BYTES / 2);
+    let longest_sk = "é".repeat(MAX_SORT_KEY_BYTES / 2);
+    let longest = Item::new(Key::new(&longest_pk, &longest_sk), json!({}))
+        .with_gsi1(Key::new(&longest_pk, &longest_sk));
+    put(store, longest.clone(), Condition::Always).await;
+    assert_eq!(
+        get(store, &longest.key).await,
+        Some(longest),
+        "keys at their limits"
+    );
+    let long_pk = format!("{longest_pk}x");
+    let long_sk = format!("{longest_sk}x");
+    let cases = [
+        (Key::new(&long_pk, "k"), None, MAX_PARTITION_KEY_BYTES, "pk"),
+        (key(&long_sk), None, MAX_SORT_KEY_BYTES, "sk"),
+        (
+            key("k"),
+            Some(Key::new(&long_pk, "g")),
+            MAX_PARTITION_KEY_BYTES,
+            "gsi1 pk",
+        ),
+        (
+            key("k"),
+            Some(Key::new("g", &long_sk)),
+            MAX_SORT_KEY_BYTES,
+            "gsi1 sk",
+        ),
+    ];
+    for (key, gsi1, limit, what) in cases {
+        let mut oversize = Item::new(key.clone(), json!({}));
+        oversize.gsi1 = gsi1.clone();
+        let what = format!("a {what} 1 byte over {limit} bytes");
+        assert_invalid_naming(
+            store.put(oversize.clone(), Condition::Always).await,
+            limit,
+            &format!("put with {what}"),
+        );
+        assert_invalid_naming(
+            store
+                .transact(vec![WriteOp::Put {
+                    item: oversize,
+                    condition: Condition::Always,
+                }])
+                .await,
+            limit,
+            &format!("a transaction putting {what}"),
+        );
+        if gsi1.is_none() {
+            assert_invalid_naming(store.get(&key).await, limit, &format!("get of {what}"));
+            assert_invalid_naming(
+                store.delete(&key, Condition::Always).await,
+                limit,
+                &format!("delete of {what}"),
+            );
+            let check = WriteOp::Check {
+                key,
+                condition: Condition::Absent,
+            };
+            assert_invalid_naming(
+                store.transact(vec![check]).await,
+                limit,
+                &format!("a transaction checking {what}"),
+            );
+        }
+    }
+
+    // Eleven items of 390 KB: each within its limit, together over 4 MB.
+    let puts: Vec<WriteOp> = (0..11)
+        .map(|n| WriteOp::Put {
+            item: sized(&format!("big#{n:02}"), 390 * 1024),
+            condition: Condition::Absent,
+        })
+        .collect();
+    assert_invalid_naming(
+        store.transact(puts).await,
+        MAX_TRANSACTION_BYTES,
+        "a transaction writing over 4 MB",
+    );
+    assert_eq!(
+        get(store, &key("big#00")).await,
+        None,
+        "an oversize transaction writes nothing"
+    );
+}
+
+// ------------------------------------------------------------------ embedded only
+
+pub async fn pages_are_full_until_the_last(store: &dyn Store) {
+    let (pk, gsi, live) = long_expired_tail(store).await;
+    for q in four_walks(&pk, &gsi) {
+        for limit in [1, 2, 5] {
+            let items = walk(store, q.clone().limit(limit), Pages::Full).await;
+            assert_eq!(
+                sort_keys(&items),
+                in_walk_order(&q, &live),
+                "{q:?}: pages of {limit}"
+            );
+        }
+    }
+}
+
+pub async fn concurrent_conditional_writes_have_one_winner(store: Arc<dyn Store>) {
+    const WRITERS: usize = 20;
+    let key = Key::new(partition("contended"), "k");
+    let start = Arc::new(tokio::sync::Barrier::new(WRITERS));
+
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..WRITERS {
+        let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+        let item = Item::new(key.clone(), json!({ "writer": writer }));
+        writers.spawn(async move {
+            start.wait().await;
+            let result = store.put(item.clone(), Condition::Absent).await;
+            (item, result)
+        });
+    }
+    let results = writers.join_all().await;
+    let winners: Vec<&Item> = results
+        .iter()
+        .filter(|(_, result)| result.is_ok())
+        .map(|(item, _)| item)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "one put Absent of {WRITERS} wins: {results:?}"
+    );
+    let winner = winners[0].clone();
+    for (_, result) in results.into_iter().filter(|(_, result)| result.is_err()) {
+        assert_condition_failed(result, Some(&winner), "a concurrent put Absent that lost");
+    }
+    assert_eq!(get(store.as_ref(), &key).await, Some(winner.clone()));
+
+    let mut takers = tokio::task::JoinSet::new();
+    for _ in 0..WRITERS {
+        let (store, start, key) = (Arc::clone(&store), Arc::clone(&start), key.clone());
+        takers.spawn(async move {
+            start.wait().await;
+            store.delete(&key, Condition::Present).await
+        });
+    }
+    let results = takers.join_all().await;
+    let mut taken = 0;
+    for result in results {
+        match result {
+            Ok(found) => {
+                assert_eq!(found, Some(winner.clone()), "the delete that took the item");
+                taken += 1;
+            }
+            failed => {
+                assert_condition_failed(failed, None, "a concurrent delete Present that lost")
+            }
+        }
+    }
+    assert_eq!(taken, 1, "one delete Present of {WRITERS} takes the item");
 }

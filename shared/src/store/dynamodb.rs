@@ -11,27 +11,43 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem,
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
 };
 
+use self::attributes::{DATA, EXPIRES_AT, GSI1PK, GSI1SK, PK, SK, VERSION};
 use super::{
     Condition, Cursor, EpochSeconds, Index, Item, Key, Page, Query, SortKey, Store, StoreError,
-    StoreResult, WriteOp, validate_item, validate_query, validate_transaction,
+    StoreResult, WriteOp, validate_item, validate_key, validate_query, validate_transaction,
 };
 use crate::aws::error_chain;
 use crate::clock::{Clock, SystemClock};
 use crate::telemetry::observe;
 
-const PK: &str = "pk";
-const SK: &str = "sk";
-const GSI1PK: &str = "gsi1pk";
-const GSI1SK: &str = "gsi1sk";
-const EXPIRES_AT: &str = "expires_at";
-const VERSION: &str = "version";
-const DATA: &str = "data";
+/// The attributes an item is stored as (the kernel's `item_size` counts their names).
+pub(crate) mod attributes {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    pub const GSI1PK: &str = "gsi1pk";
+    pub const GSI1SK: &str = "gsi1sk";
+    pub const EXPIRES_AT: &str = "expires_at";
+    pub const VERSION: &str = "version";
+    pub const DATA: &str = "data";
+}
+
 const GSI1_INDEX: &str = "gsi1";
+
+/// The most Query requests one [`Store::query`] call makes. Each asks for one item more
+/// than the page, but DynamoDB's Limit counts the items it evaluates, before the expiry
+/// filter, and DynamoDB deletes expired items only within about two days: over a long
+/// tail of expired items an uncapped walk would cost a round trip (and at least one RCU)
+/// per few items, without bound, inside a function that has 10 s. At the cap the page
+/// ends early, with the live items found and a cursor at where DynamoDB stopped.
+pub const MAX_QUERY_REQUESTS: usize = 4;
 
 type Attributes = HashMap<String, AttributeValue>;
 
@@ -137,6 +153,19 @@ fn live(attributes: Option<Attributes>, now: EpochSeconds) -> StoreResult<Option
         }
         _ => Ok(None),
     }
+}
+
+/// The position DynamoDB stopped at (a LastEvaluatedKey) as a cursor: the table key,
+/// and on the index its key too.
+fn cursor_at(mut key: Attributes, index: Index) -> StoreResult<Cursor> {
+    let mut part = |name| required(take_string(&mut key, name)?, name);
+    Ok(Cursor {
+        key: Key::new(part(PK)?, part(SK)?),
+        gsi1: match index {
+            Index::Primary => None,
+            Index::Gsi1 => Some(Key::new(part(GSI1PK)?, part(GSI1SK)?)),
+        },
+    })
 }
 
 // ------------------------------------------------------------------ expressions
@@ -310,9 +339,24 @@ where
     }
 }
 
-fn is_condition_failure<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
-    matches!(error, SdkError::ServiceError(_))
-        && error.code() == Some("ConditionalCheckFailedException")
+/// The condition failure, with the live item DynamoDB found at the key (the request
+/// asks for it with ReturnValuesOnConditionCheckFailure = ALL_OLD).
+fn condition_failed(item: Option<Attributes>, now: EpochSeconds) -> StoreError {
+    match live(item, now) {
+        Ok(current) => StoreError::ConditionFailed {
+            current: current.map(Box::new),
+        },
+        Err(error) => error,
+    }
+}
+
+/// ALL_OLD when the request has a condition: the item found when it fails.
+fn on_condition_failure(
+    expression: &Option<String>,
+) -> Option<ReturnValuesOnConditionCheckFailure> {
+    expression
+        .is_some()
+        .then_some(ReturnValuesOnConditionCheckFailure::AllOld)
 }
 
 fn build_error(error: aws_sdk_dynamodb::error::BuildError) -> StoreError {
@@ -329,7 +373,6 @@ impl DynamoStore {
                 item: put,
                 condition,
             } => {
-                validate_item(put)?;
                 let (expression, names, values) = parts(condition_expression(*condition, now));
                 let put = Put::builder()
                     .table_name(&self.table)
@@ -372,6 +415,7 @@ impl DynamoStore {
 #[async_trait::async_trait]
 impl Store for DynamoStore {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+        validate_key(key)?;
         let request = self
             .client
             .get_item()
@@ -386,24 +430,30 @@ impl Store for DynamoStore {
 
     async fn put(&self, item: Item, condition: Condition) -> StoreResult<()> {
         validate_item(&item)?;
-        let (expression, names, values) =
-            parts(condition_expression(condition, SystemClock.now_secs()));
+        let now = SystemClock.now_secs();
+        let (expression, names, values) = parts(condition_expression(condition, now));
         let request = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(encode(&item)?))
+            .set_return_values_on_condition_check_failure(on_condition_failure(&expression))
             .set_condition_expression(expression)
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values);
         match observe("dynamodb", "PutItem", request.send()).await {
             Ok(_) => Ok(()),
-            Err(error) if is_condition_failure(&error) => Err(StoreError::ConditionFailed),
-            Err(error) => Err(sdk_error("PutItem", error)),
+            Err(error) => match error.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    Err(condition_failed(failed.item.clone(), now))
+                }
+                _ => Err(sdk_error("PutItem", error)),
+            },
         }
     }
 
     async fn delete(&self, key: &Key, condition: Condition) -> StoreResult<Option<Item>> {
+        validate_key(key)?;
         let now = SystemClock.now_secs();
         let (expression, names, values) = parts(condition_expression(condition, now));
         let request = self
@@ -412,13 +462,18 @@ impl Store for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key_attributes(key)))
             .return_values(ReturnValue::AllOld)
+            .set_return_values_on_condition_check_failure(on_condition_failure(&expression))
             .set_condition_expression(expression)
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values);
         match observe("dynamodb", "DeleteItem", request.send()).await {
             Ok(output) => live(output.attributes, now),
-            Err(error) if is_condition_failure(&error) => Err(StoreError::ConditionFailed),
-            Err(error) => Err(sdk_error("DeleteItem", error)),
+            Err(error) => match error.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(failed)) => {
+                    Err(condition_failed(failed.item.clone(), now))
+                }
+                _ => Err(sdk_error("DeleteItem", error)),
+            },
         }
     }
 
@@ -440,13 +495,11 @@ impl Store for DynamoStore {
         key_condition.value(":now", n(now));
         let mut start = start_key(&query)?;
 
-        // One item more than the page, so that `next` is set only when another live
-        // item really follows (DynamoDB's Limit counts items before the expiry filter,
-        // hence the loop).
-        let wanted = query.limit.saturating_add(1);
+        // Every request asks for one item more than the page, so that `next` is set only
+        // when another live item really follows (unless the cap stops the walk).
+        let request_limit = i32::try_from(query.limit.saturating_add(1)).unwrap_or(i32::MAX);
         let mut items = Vec::new();
-        loop {
-            let remaining = i32::try_from(wanted - items.len()).unwrap_or(i32::MAX);
+        for _ in 0..MAX_QUERY_REQUESTS {
             let request = self
                 .client
                 .query()
@@ -458,7 +511,7 @@ impl Store for DynamoStore {
                 .set_expression_attribute_names(key_condition.names())
                 .set_expression_attribute_values(key_condition.values())
                 .scan_index_forward(query.forward)
-                .limit(remaining)
+                .limit(request_limit)
                 .set_exclusive_start_key(start);
             let output = observe("dynamodb", "Query", request.send())
                 .await
@@ -470,18 +523,20 @@ impl Store for DynamoStore {
                 }
             }
             start = output.last_evaluated_key.filter(|key| !key.is_empty());
-            if items.len() >= wanted || start.is_none() {
+            if items.len() > query.limit || start.is_none() {
                 break;
             }
         }
-        let more = items.len() > query.limit;
-        items.truncate(query.limit);
-        let next = match items.last() {
-            Some(last) if more => Some(Cursor {
+        let next = if items.len() > query.limit {
+            items.truncate(query.limit);
+            items.last().map(|last| Cursor {
                 key: last.key.clone(),
                 gsi1: last.gsi1.clone(),
-            }),
-            _ => None,
+            })
+        } else {
+            // Either DynamoDB has nothing more, or the cap stopped the walk: then it goes on
+            // from where DynamoDB stopped, past the items found.
+            start.map(|key| cursor_at(key, query.index)).transpose()?
         };
         Ok(Page { items, next })
     }

@@ -8,7 +8,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{
     Condition, Cursor, Index, Item, Key, Page, Query, Store, StoreError, StoreResult, WriteOp,
-    validate_item, validate_query, validate_transaction,
+    validate_item, validate_key, validate_query, validate_transaction,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::embedded_db::{EmbeddedDb, EmbeddedError};
@@ -102,17 +102,24 @@ fn insert(txn: &WriteTransaction, item: &Item) -> Result<(), redb::Error> {
     Ok(())
 }
 
-fn condition_holds(
+/// Whether `condition` holds for the live item at `key`; when it does not, the failure
+/// holding that item.
+fn check(
     txn: &WriteTransaction,
     key: &Key,
     condition: Condition,
     now: i64,
-) -> Result<bool, redb::Error> {
+) -> Result<Result<(), StoreError>, redb::Error> {
     if condition == Condition::Always {
-        return Ok(true);
+        return Ok(Ok(()));
     }
-    let items = txn.open_table(ITEMS)?;
-    Ok(condition.holds_for(live_item(&items, key, now)?.as_ref()))
+    let current = live_item(&txn.open_table(ITEMS)?, key, now)?;
+    if condition.holds_for(current.as_ref()) {
+        return Ok(Ok(()));
+    }
+    Ok(Err(StoreError::ConditionFailed {
+        current: current.map(Box::new),
+    }))
 }
 
 /// The smallest string after `partition` in byte order: the exclusive upper bound of
@@ -241,6 +248,7 @@ fn finish(items: Vec<Item>, more: bool) -> Page {
 #[async_trait::async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+        validate_key(key)?;
         let key = key.clone();
         Ok(self
             .db
@@ -254,8 +262,8 @@ impl Store for EmbeddedStore {
     async fn put(&self, item: Item, condition: Condition) -> StoreResult<()> {
         validate_item(&item)?;
         self.write(move |txn, now| {
-            if !condition_holds(txn, &item.key, condition, now)? {
-                return Ok(Err(StoreError::ConditionFailed));
+            if let Err(failed) = check(txn, &item.key, condition, now)? {
+                return Ok(Err(failed));
             }
             insert(txn, &item)?;
             Ok(Ok(()))
@@ -264,11 +272,14 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete(&self, key: &Key, condition: Condition) -> StoreResult<Option<Item>> {
+        validate_key(key)?;
         let key = key.clone();
         self.write(move |txn, now| {
             let old = live_item(&txn.open_table(ITEMS)?, &key, now)?;
             if !condition.holds_for(old.as_ref()) {
-                return Ok(Err(StoreError::ConditionFailed));
+                return Ok(Err(StoreError::ConditionFailed {
+                    current: old.map(Box::new),
+                }));
             }
             remove(txn, &key)?;
             Ok(Ok(old))
@@ -292,15 +303,10 @@ impl Store for EmbeddedStore {
 
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
         validate_transaction(&ops)?;
-        for op in &ops {
-            if let WriteOp::Put { item, .. } = op {
-                validate_item(item)?;
-            }
-        }
         self.write(move |txn, now| {
             let mut failed = Vec::new();
             for (index, op) in ops.iter().enumerate() {
-                if !condition_holds(txn, op.key(), op.condition(), now)? {
+                if check(txn, op.key(), op.condition(), now)?.is_err() {
                     failed.push(index);
                 }
             }
@@ -330,6 +336,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(EmbeddedDb::open(dir.path()).unwrap()).unwrap();
         conformance::run_all(&store).await;
+        conformance::run_embedded_only(std::sync::Arc::new(store)).await;
     }
 
     #[tokio::test]

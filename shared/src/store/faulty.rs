@@ -1,5 +1,6 @@
 //! A store for tests that counts its reads and can be taken down: every operation then
-//! fails as an unreachable DynamoDB would.
+//! fails as an unreachable DynamoDB would. It can also lose the answers to puts, as the
+//! SDK's retries meet them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,6 +11,7 @@ pub struct FaultyStore {
     inner: Arc<dyn Store>,
     reads: AtomicUsize,
     down: AtomicBool,
+    puts_retried: AtomicBool,
 }
 
 impl FaultyStore {
@@ -18,11 +20,18 @@ impl FaultyStore {
             inner,
             reads: AtomicUsize::new(0),
             down: AtomicBool::new(false),
+            puts_retried: AtomicBool::new(false),
         }
     }
 
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Whether each put is sent twice and answered by the second: a retry after the
+    /// first one's answer was lost (the first may well have been written).
+    pub fn set_puts_retried(&self, retried: bool) {
+        self.puts_retried.store(retried, Ordering::SeqCst);
     }
 
     /// Gets and queries so far.
@@ -50,6 +59,9 @@ impl Store for FaultyStore {
 
     async fn put(&self, item: Item, condition: Condition) -> StoreResult<()> {
         self.check()?;
+        if self.puts_retried.load(Ordering::SeqCst) {
+            let _lost = self.inner.put(item.clone(), condition).await;
+        }
         self.inner.put(item, condition).await
     }
 

@@ -140,8 +140,10 @@ impl SortKey {
     }
 }
 
-/// Where a page ended: the full position of its last item, so the next page starts
-/// right after it. Only ever kept server-side today (the token refresher's pages); a
+/// A position in a query's walk: the next page starts right after it. Usually the full
+/// position of a page's last item; it may also be the position of an item the page did
+/// not return (an expired one, where an adapter stopped early) or of an item deleted
+/// since, and the walk still goes on right after it. Only ever kept server-side today (the token refresher's pages); a
 /// cursor handed to a client must first be signed, so it cannot name another tenant's
 /// key (the paginated inbox API will do that in `crate::http`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,8 +203,14 @@ impl Query {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page {
+    /// At most the query's limit of live items, in order.
     pub items: Vec<Item>,
-    /// Set when more items may follow; pass it back as [`Query::after`].
+    /// Where to go on; pass it back as [`Query::after`]. None only when no live item
+    /// follows. Usually set only when one does: the page is then full and the cursor is
+    /// its last item. But an adapter may end a page early to bound its work (the DynamoDB
+    /// adapter caps its requests per call, see `dynamodb::MAX_QUERY_REQUESTS`): such a
+    /// page holds the live items found so far, maybe none, and a cursor past them, at
+    /// where the walk stopped, whatever follows.
     pub next: Option<Cursor>,
 }
 
@@ -234,10 +242,27 @@ impl WriteOp {
 /// The most operations one transactional write may hold (DynamoDB's limit).
 pub const MAX_TRANSACTION_OPS: usize = 100;
 
+// DynamoDB's size limits, held by the kernel so that both adapters reject the same
+// requests (the embedded store has no limits of its own). Sizes are in bytes, as
+// [`item_size`] counts them; key sizes are the UTF-8 lengths of their strings.
+
+/// The largest item: 400 KB.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// The longest partition key, of the table and of the index.
+pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
+/// The longest sort key, of the table and of the index.
+pub const MAX_SORT_KEY_BYTES: usize = 1024;
+/// The most one transaction may write: 4 MB, the sum of its puts' item sizes.
+pub const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The condition did not hold for `current`, the live item at the key (None when
+    /// there is none: an expired item is none). A writer that retried a write whose
+    /// answer was lost finds its own item here, and can tell it from another writer's
+    /// by something it put in the item (a write id).
     #[error("condition failed")]
-    ConditionFailed,
+    ConditionFailed { current: Option<Box<Item>> },
     /// The transaction was cancelled; `failed` lists the operations (by index) whose
     /// condition did not hold. Empty when it was cancelled for another reason (a conflict
     /// with a concurrent transaction): retrying may then succeed.
@@ -259,11 +284,13 @@ pub trait Store: Send + Sync {
     /// The live item at `key`, if any.
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>>;
 
-    /// Writes `item` if `condition` holds for the live item at its key.
+    /// Writes `item` if `condition` holds for the live item at its key; otherwise fails
+    /// with [`StoreError::ConditionFailed`] holding that item.
     async fn put(&self, item: Item, condition: Condition) -> StoreResult<()>;
 
     /// Deletes the item at `key` if `condition` holds, returning the live item it
-    /// removed (None when there was none).
+    /// removed (None when there was none); otherwise fails with
+    /// [`StoreError::ConditionFailed`] holding the live item.
     async fn delete(&self, key: &Key, condition: Condition) -> StoreResult<Option<Item>>;
 
     /// One page of live items of a partition.
@@ -273,7 +300,9 @@ pub trait Store: Send + Sync {
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()>;
 }
 
-/// Checks what both adapters reject before touching storage.
+/// Checks what both adapters reject before touching storage: besides the operations'
+/// count and distinct keys, every key and put item (see [`validate_key`],
+/// [`validate_item`]) and the transaction's total size.
 pub(crate) fn validate_transaction(ops: &[WriteOp]) -> StoreResult<()> {
     if ops.is_empty() || ops.len() > MAX_TRANSACTION_OPS {
         return Err(StoreError::Invalid(format!(
@@ -287,6 +316,19 @@ pub(crate) fn validate_transaction(ops: &[WriteOp]) -> StoreResult<()> {
         return Err(StoreError::Invalid(
             "a transaction cannot touch one key twice".into(),
         ));
+    }
+    let mut total = 0;
+    for op in ops {
+        match op {
+            WriteOp::Put { item, .. } => total += validate_item(item)?,
+            WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } => validate_key(key)?,
+        }
+    }
+    if total > MAX_TRANSACTION_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "a transaction writes at most {MAX_TRANSACTION_BYTES} bytes (DynamoDB's 4 MB \
+             limit), not {total}"
+        )));
     }
     Ok(())
 }
@@ -310,13 +352,132 @@ pub(crate) fn validate_query(query: &Query) -> StoreResult<()> {
     Ok(())
 }
 
-pub(crate) fn validate_item(item: &Item) -> StoreResult<()> {
-    let mut parts = vec![&item.key.pk, &item.key.sk];
-    if let Some(gsi1) = &item.gsi1 {
-        parts.extend([&gsi1.pk, &gsi1.sk]);
-    }
-    if parts.iter().any(|part| part.is_empty()) {
+/// A key DynamoDB accepts, of the table or of the index: both parts non-empty, within
+/// their size limits.
+pub(crate) fn validate_key(key: &Key) -> StoreResult<()> {
+    if key.pk.is_empty() || key.sk.is_empty() {
         return Err(StoreError::Invalid("key attributes cannot be empty".into()));
     }
+    for (part, limit, name) in [
+        (&key.pk, MAX_PARTITION_KEY_BYTES, "partition"),
+        (&key.sk, MAX_SORT_KEY_BYTES, "sort"),
+    ] {
+        if part.len() > limit {
+            return Err(StoreError::Invalid(format!(
+                "a {name} key is at most {limit} bytes (DynamoDB's limit), not {}",
+                part.len()
+            )));
+        }
+    }
     Ok(())
+}
+
+/// An item DynamoDB accepts: valid keys, within [`MAX_ITEM_BYTES`]. Returns its size.
+pub(crate) fn validate_item(item: &Item) -> StoreResult<usize> {
+    validate_key(&item.key)?;
+    if let Some(gsi1) = &item.gsi1 {
+        validate_key(gsi1)?;
+    }
+    let size = item_size(item);
+    if size > MAX_ITEM_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "an item is at most {MAX_ITEM_BYTES} bytes (DynamoDB's 400 KB limit), not {size}"
+        )));
+    }
+    Ok(size)
+}
+
+/// The size DynamoDB counts for `item` as the DynamoDB adapter stores it (the attributes
+/// pk, sk, gsi1pk, gsi1sk, expires_at, version and data, the JSON data as serde_dynamo
+/// converts it), by DynamoDB's documented rules ("DynamoDB item sizes and formats"): an
+/// attribute is its name's UTF-8 bytes plus its value's size.
+pub fn item_size(item: &Item) -> usize {
+    use dynamodb::attributes::{DATA, EXPIRES_AT, GSI1PK, GSI1SK, PK, SK, VERSION};
+    let string = |name: &str, value: &str| name.len() + value.len();
+    let number = |name: &str, value: String| name.len() + number_size(&value);
+    let mut size = string(PK, &item.key.pk) + string(SK, &item.key.sk);
+    if let Some(gsi1) = &item.gsi1 {
+        size += string(GSI1PK, &gsi1.pk) + string(GSI1SK, &gsi1.sk);
+    }
+    if let Some(expires_at) = item.expires_at {
+        size += number(EXPIRES_AT, expires_at.to_string());
+    }
+    size + number(VERSION, item.version.to_string()) + DATA.len() + value_size(&item.data)
+}
+
+/// A value's size without a name: a string its UTF-8 bytes, null and booleans 1 byte, a
+/// list or map 3 bytes plus 1 per element plus its elements (a map's with their names).
+fn value_size(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) => 1,
+        Value::Number(number) => number_size(&number.to_string()),
+        Value::String(text) => text.len(),
+        Value::Array(items) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        Value::Object(map) => {
+            3 + map
+                .iter()
+                .map(|(name, v)| 1 + name.len() + value_size(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+/// A number: 1 byte per two significant digits (leading and trailing zeros trimmed),
+/// plus 1.
+fn number_size(text: &str) -> usize {
+    let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+    significant.div_ceil(2) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn item_size_follows_dynamodbs_documented_rules() {
+        // pk "p" (2 + 1), sk "s" (2 + 1), version 0 (7 + 1), data {} (4 + 3)
+        let bare = Item::new(Key::new("p", "s"), json!({}));
+        assert_eq!(item_size(&bare), 3 + 3 + 8 + 7);
+
+        let full = Item::new(
+            Key::new("p", "s"),
+            json!({
+                "é": "ação",       // 1 + 2 + 6
+                "n": 12345,         // 1 + 1 + (3 + 1)
+                "z": 1200.0,        // 1 + 1 + (1 + 1): 2 significant digits
+                "b": true,          // 1 + 1 + 1
+                "x": null,          // 1 + 1 + 1
+                "l": [1, "ab", []], // 1 + 1 + (3 + (1 + 2) + (1 + 2) + (1 + 3))
+            }),
+        )
+        .with_gsi1(Key::new("g", "h")) // (6 + 1) + (6 + 1)
+        .expiring_at(1_700_000_000) // 10 + (1 + 1): "17" significant
+        .with_version(42); // 7 + (1 + 1)
+        let data = 3 + 9 + 6 + 4 + 3 + 3 + 15;
+        assert_eq!(item_size(&full), 3 + 3 + 14 + 12 + 9 + 4 + data);
+    }
+
+    #[test]
+    fn numbers_count_their_significant_digits() {
+        for (text, size) in [
+            ("0", 1),
+            ("7", 2),
+            ("-7", 2),
+            ("42", 2),
+            ("123", 3),
+            ("0.5", 2),
+            ("2.50", 2),
+            ("12345", 4),
+            ("1e300", 2),
+            ("1.25E-7", 3),
+            ("1700000000", 2),
+        ] {
+            assert_eq!(number_size(text), size, "{text}");
+        }
+    }
 }
