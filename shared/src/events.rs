@@ -30,19 +30,27 @@ impl Events {
         data: serde_json::Value,
         now: EpochSeconds,
     ) -> StoreResult<()> {
-        let id = uuid::Uuid::now_v7().simple().to_string();
-        let item = Item::new(
-            Key::new(format!("TENANT#{tenant}"), format!("EVENT#{id}")),
-            json!({ "id": id, "type": kind, "at": now, "data": data }),
-        )
-        .expiring_at(now + EVENT_TTL_SECS);
+        let item = event_item(tenant, kind, data, now);
+        let id = item.data["id"].clone();
         match self.store.put(item, Condition::Absent).await {
             Err(StoreError::ConditionFailed {
                 current: Some(found),
-            }) if found.data["id"].as_str() == Some(id.as_str()) => Ok(()),
+            }) if found.data["id"] == id => Ok(()),
             result => result,
         }
     }
+}
+
+/// The item of an event of `kind` with `data` in `tenant`'s log, to write with
+/// `Condition::Absent` (its id is new), alone or in the transaction of the change it
+/// reports.
+pub fn event_item(tenant: &str, kind: &str, data: serde_json::Value, now: EpochSeconds) -> Item {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    Item::new(
+        Key::new(format!("TENANT#{tenant}"), format!("EVENT#{id}")),
+        json!({ "id": id, "type": kind, "at": now, "data": data }),
+    )
+    .expiring_at(now + EVENT_TTL_SECS)
 }
 
 #[cfg(test)]
@@ -76,16 +84,4 @@ mod tests {
         assert_eq!(page.items.len(), 1, "one event: {:?}", page.items);
         assert_eq!(page.items[0].data["type"], "question");
     }
-}
-
-/// The item of an event of `kind` with `data` in `tenant`'s log, to write with
-/// `Condition::Absent` (its id is new), alone or in the transaction of the change it
-/// reports.
-pub fn event_item(tenant: &str, kind: &str, data: serde_json::Value, now: EpochSeconds) -> Item {
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    Item::new(
-        Key::new(format!("TENANT#{tenant}"), format!("EVENT#{id}")),
-        json!({ "id": id, "type": kind, "at": now, "data": data }),
-    )
-    .expiring_at(now + EVENT_TTL_SECS)
 }
