@@ -54,13 +54,86 @@ async fn the_redis_limiter_passes_the_conformance_suite() {
 
 #[tokio::test]
 async fn the_script_is_known_by_the_sha1_redis_gives_it() {
-    let sha1: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
+    // Redis (and Upstash) name a script by the SHA-1 of its whole body, shebang included.
+    let sha1: String = redis::cmd("EVAL")
+        .arg("return redis.sha1hex(ARGV[1])")
+        .arg(0)
         .arg(CHECK_SCRIPT)
         .query_async(&mut redis().await)
         .await
-        .expect("SCRIPT LOAD");
+        .expect("redis.sha1hex");
     assert_eq!(Script::new(CHECK_SCRIPT).sha1(), sha1);
+    let shim = UpstashShim::start().await;
+    let loaded = Upstash::new(shim.config())
+        .unwrap()
+        .command(&["SCRIPT", "LOAD", CHECK_SCRIPT])
+        .await
+        .expect("SCRIPT LOAD through the shim");
+    assert_eq!(loaded, sha1.as_str());
+}
+
+#[tokio::test]
+async fn every_script_the_limiter_loads_asks_upstash_for_key_locking() {
+    let shim = UpstashShim::start().await;
+    let limiter = limiter(&shim);
+    let key = unique("locking");
+    let check = Check {
+        key: key.clone(),
+        rule: rule(10, Duration::from_secs(10), 5),
+    };
+    limiter.check(&[check], T0).await.unwrap();
+    limiter.block_until(&key, T0 + 1_000, T0).await.unwrap();
+    let scripts = shim.scripts();
+    assert_eq!(scripts.len(), 2, "the check and the block: {scripts:?}");
+    assert!(
+        scripts.iter().all(|script| script.key_locking),
+        "{scripts:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_shim_takes_the_key_locking_line_redis_server_rejects() {
+    let flagged = "#!lua flags=allow-key-locking\nreturn redis.call('GET', KEYS[1])";
+    let error = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(flagged)
+        .query_async::<String>(&mut redis().await)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("allow-key-locking"),
+        "redis-server itself rejects the flag: {error}"
+    );
+
+    let shim = UpstashShim::start().await;
+    let upstash = Upstash::new(shim.config()).unwrap();
+    let key = unique("flagged");
+    upstash.command(&["SET", key.as_str(), "v"]).await.unwrap();
+    let script = Script::new(flagged);
+    let plain = Script::new("return 2");
+    assert_eq!(
+        upstash
+            .eval(&script, std::slice::from_ref(&key), &[])
+            .await
+            .unwrap(),
+        "v"
+    );
+    assert_eq!(upstash.eval(&plain, &[], &[]).await.unwrap(), 2);
+    let before = shim.requests();
+    assert_eq!(upstash.eval(&script, &[key], &[]).await.unwrap(), "v");
+    assert_eq!(
+        shim.requests() - before,
+        1,
+        "EVALSHA by the flagged body's SHA-1"
+    );
+
+    let mut scripts = shim.scripts();
+    scripts.sort_by_key(|loaded| loaded.key_locking);
+    let seen: Vec<(&str, bool)> = scripts
+        .iter()
+        .map(|loaded| (loaded.sha1.as_str(), loaded.key_locking))
+        .collect();
+    assert_eq!(seen, [(plain.sha1(), false), (script.sha1(), true)]);
 }
 
 #[tokio::test]
