@@ -13,6 +13,8 @@
 //! [`UpstashShim::scripts`]), and keeps Upstash's name for the script: the SHA-1 of the body
 //! as sent, which EVALSHA uses and the shim turns into the name Redis knows.
 //!
+//! [`UpstashShim::set_read_only`] answers as Upstash does to a read-only token.
+//!
 //! `REDIS_URL` (set by `infra/test.sh`) names the Redis; without it, or when nothing
 //! answers there, the helpers panic: a run meant to test real Redis must fail, never skip.
 
@@ -20,7 +22,7 @@ use std::collections::HashMap;
 use std::net::{TcpListener as StdListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -47,10 +49,14 @@ struct Shared {
     requests: AtomicUsize,
     /// Every script sent, by the SHA-1 of its body as sent.
     scripts: std::sync::Mutex<HashMap<String, LoadedScript>>,
+    read_only: AtomicBool,
 }
 
 /// The shebang line asking Upstash to lock only the script's KEYS.
 const KEY_LOCKING: &str = "#!lua flags=allow-key-locking";
+
+/// The commands a read-only token may run (of those the tests use).
+const READS: [&str; 7] = ["PING", "ECHO", "GET", "MGET", "EXISTS", "TTL", "PTTL"];
 
 /// A script the shim was sent, by EVAL or SCRIPT LOAD.
 #[derive(Clone, Debug)]
@@ -94,6 +100,7 @@ impl UpstashShim {
             connection: Mutex::new(None),
             requests: AtomicUsize::new(0),
             scripts: std::sync::Mutex::new(HashMap::new()),
+            read_only: AtomicBool::new(false),
         });
         let router = Router::new()
             .route("/", post(command))
@@ -133,6 +140,12 @@ impl UpstashShim {
     pub fn scripts(&self) -> Vec<LoadedScript> {
         let scripts = self.shared.scripts.lock().unwrap();
         scripts.values().cloned().collect()
+    }
+
+    /// While set, answers as Upstash does to a read-only token: a command that may write
+    /// (EVAL and EVALSHA included) gets 400 NOPERM; PING and reads still answer.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.shared.read_only.store(read_only, Ordering::SeqCst);
     }
 
     /// A client configuration for this shim, with the limiter's default timeouts.
@@ -245,6 +258,12 @@ enum Failure {
 /// Runs a command as Upstash would: scripts without the key-locking line, which Redis rejects.
 async fn run(shared: &Shared, parts: &[String]) -> Result<Value, Failure> {
     let verb = parts[0].to_ascii_uppercase();
+    if shared.read_only.load(Ordering::SeqCst) && !READS.contains(&verb.as_str()) {
+        return Err(Failure::Redis(format!(
+            "NOPERM this user has no permissions to run the '{}' command",
+            verb.to_ascii_lowercase()
+        )));
+    }
     let mut parts = parts.to_vec();
     let script_load = verb == "SCRIPT"
         && parts

@@ -9,7 +9,7 @@ use sellerhub_tests::upstash_shim::{RedisProcess, UpstashShim, redis_url};
 use shared::ratelimit::cached::CachedLimiter;
 use shared::ratelimit::fallback::{FallbackLimiter, FallbackSettings, METRIC};
 use shared::ratelimit::gcra::{self, CHECK_SCRIPT};
-use shared::ratelimit::redis::RedisLimiter;
+use shared::ratelimit::redis::{HEALTH_KEY, RedisLimiter};
 use shared::ratelimit::upstash::{Script, Upstash, UpstashError};
 use shared::ratelimit::{Check, Limiter, LimiterError, Rule, conformance};
 
@@ -88,6 +88,41 @@ async fn every_script_the_limiter_loads_asks_upstash_for_key_locking() {
     assert!(
         scripts.iter().all(|script| script.key_locking),
         "{scripts:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_health_probe_writes_a_key_of_its_own_and_fails_on_a_read_only_token() {
+    let shim = UpstashShim::start().await;
+    let limiter = limiter(&shim);
+    let mut redis = redis().await;
+    // The real clock, as every probe of the one health key uses (health functions too).
+    let now = || shared::clock::Clock::now_ms(&shared::clock::SystemClock);
+    // Under load the key (a second's life) may be gone before PTTL asks: then again.
+    let mut ttl = -2;
+    for _ in 0..5 {
+        limiter
+            .probe(now())
+            .await
+            .expect("the probe runs the script");
+        ttl = redis::cmd("PTTL")
+            .arg(gcra::tat_key(HEALTH_KEY))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if ttl != -2 {
+            break;
+        }
+    }
+    assert!((1..=1_000).contains(&ttl), "the probe's key has PTTL {ttl}");
+
+    shim.set_read_only(true);
+    let upstash = Upstash::new(shim.config()).unwrap();
+    assert_eq!(upstash.command(&["PING"]).await.unwrap(), "PONG");
+    let error = limiter.probe(now()).await.unwrap_err();
+    assert!(
+        matches!(&error, UpstashError::Rejected(text) if text.starts_with("NOPERM")),
+        "{error:?}"
     );
 }
 
