@@ -25,12 +25,23 @@ use crate::ratelimit::upstash::{Upstash, UpstashConfig};
 use crate::store::Store;
 use crate::upstream::{ClientCredentials, MercadoLivre};
 
+/// The limiter shared by every instance, in the parts GET /health looks at.
+#[derive(Clone)]
+pub struct SharedLimiter {
+    /// The script on Redis, through Upstash.
+    pub redis: RedisLimiter,
+    /// What [`Services::limiter`] answers from: the Redis limiter, or the per-instance
+    /// fallback while Redis fails.
+    pub fallback: Arc<FallbackLimiter>,
+}
+
 pub struct Services {
     config: Config,
     store: Arc<dyn Store>,
     webhook_queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
     upstash: OnceLock<Option<Upstash>>,
+    shared_limiter: OnceLock<Option<SharedLimiter>>,
     limiter: OnceLock<Arc<dyn Limiter>>,
     mercadolivre: OnceLock<Arc<MercadoLivre>>,
     session_keys: OnceLock<Arc<SessionKeys>>,
@@ -54,6 +65,7 @@ impl Services {
             webhook_queue: adapters.webhook_queue,
             clock: Arc::new(SystemClock),
             upstash: OnceLock::new(),
+            shared_limiter: OnceLock::new(),
             limiter: OnceLock::new(),
             mercadolivre: OnceLock::new(),
             session_keys: OnceLock::new(),
@@ -107,34 +119,44 @@ impl Services {
         })
     }
 
-    /// The rate limiter: Redis through Upstash behind the denial cache, with the
-    /// per-instance fallback. A Lambda function must have it (per-process limits would
-    /// multiply the budget by the instance count); the local runner limits in process
-    /// when no Upstash is configured.
-    pub fn limiter(&self) -> Result<Arc<dyn Limiter>, ConfigError> {
-        once(&self.limiter, || {
-            let upstash = match (self.upstash()?, self.config.profile) {
-                (Some(upstash), _) => upstash,
-                (None, Profile::Lambda) => {
-                    return Err(ConfigError::Missing("UPSTASH_REDIS_REST_URL"));
-                }
-                (None, Profile::Local) => {
-                    let memory: Arc<dyn Limiter> =
-                        Arc::new(CachedLimiter::new(Arc::new(MemoryLimiter::new())));
-                    return Ok(memory);
-                }
+    /// The limiter on Redis through Upstash with the per-instance fallback, if Upstash is
+    /// configured.
+    pub fn shared_limiter(&self) -> Result<Option<SharedLimiter>, ConfigError> {
+        once(&self.shared_limiter, || {
+            let Some(upstash) = self.upstash()? else {
+                return Ok(None);
             };
+            let redis = RedisLimiter::new(upstash);
             let settings = &self.config.rate_limit;
             let fallback = FallbackLimiter::new(
-                Arc::new(RedisLimiter::new(upstash)),
+                Arc::new(redis.clone()),
                 FallbackSettings {
                     share: settings.fallback_share,
                     timeout: settings.upstash_timeout,
                     retry_primary_after: settings.fallback_retry_after,
                 },
             );
-            let shared: Arc<dyn Limiter> = Arc::new(CachedLimiter::new(Arc::new(fallback)));
-            Ok(shared)
+            Ok(Some(SharedLimiter {
+                redis,
+                fallback: Arc::new(fallback),
+            }))
+        })
+    }
+
+    /// The rate limiter: the shared limiter behind the denial cache. A Lambda function must
+    /// have it (per-process limits would multiply the budget by the instance count); the
+    /// local runner limits in process when no Upstash is configured.
+    pub fn limiter(&self) -> Result<Arc<dyn Limiter>, ConfigError> {
+        once(&self.limiter, || {
+            let inner: Arc<dyn Limiter> = match (self.shared_limiter()?, self.config.profile) {
+                (Some(shared), _) => shared.fallback,
+                (None, Profile::Lambda) => {
+                    return Err(ConfigError::Missing("UPSTASH_REDIS_REST_URL"));
+                }
+                (None, Profile::Local) => Arc::new(MemoryLimiter::new()),
+            };
+            let limiter: Arc<dyn Limiter> = Arc::new(CachedLimiter::new(inner));
+            Ok(limiter)
         })
     }
 
@@ -278,6 +300,26 @@ mod tests {
         assert_eq!(services.clock().now_secs(), 1_700_000_005);
     }
 
+    #[tokio::test]
+    async fn the_fallback_health_reads_is_the_one_the_limiter_answers_from() {
+        let (_dir, services) = services(
+            Profile::Lambda,
+            &[
+                ("UPSTASH_REDIS_REST_URL", "http://127.0.0.1:1"),
+                (UPSTASH_TOKEN, "t"),
+            ],
+        );
+        let shared = services
+            .shared_limiter()
+            .unwrap()
+            .expect("Upstash is configured");
+        assert!(!shared.fallback.in_fallback());
+        let checks = UpstreamLimits::from(&services.config().rate_limit).checks(123);
+        let verdict = services.limiter().unwrap().check(&checks, 0).await;
+        assert!(verdict.unwrap().allowed, "answered by the fallback");
+        assert!(shared.fallback.in_fallback());
+    }
+
     #[test]
     fn a_missing_secret_fails_only_what_needs_it() {
         let (_dir, services) = services(Profile::Local, &[]);
@@ -290,6 +332,7 @@ mod tests {
             Some(ConfigError::Missing("GRANT_ENCRYPTION_KEY"))
         );
         assert!(services.upstash().unwrap().is_none());
+        assert!(services.shared_limiter().unwrap().is_none());
         assert!(services.mercadolivre().is_ok());
     }
 }

@@ -7,13 +7,22 @@
 //! text>"}` for a malformed or failing command, and 500 when Redis cannot be reached. It
 //! counts the requests it serves, for the round-trip assertions.
 //!
+//! Scripts: Upstash reads a first line `#!lua flags=allow-key-locking`, which redis-server
+//! rejects ("Unexpected flag in script shebang"). The shim takes that line out of every
+//! script before Redis sees it (EVAL, SCRIPT LOAD), records whether it was there (see
+//! [`UpstashShim::scripts`]), and keeps Upstash's name for the script: the SHA-1 of the body
+//! as sent, which EVALSHA uses and the shim turns into the name Redis knows.
+//!
+//! [`UpstashShim::set_read_only`] answers as Upstash does to a read-only token.
+//!
 //! `REDIS_URL` (set by `infra/test.sh`) names the Redis; without it, or when nothing
 //! answers there, the helpers panic: a run meant to test real Redis must fail, never skip.
 
+use std::collections::HashMap;
 use std::net::{TcpListener as StdListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -38,6 +47,26 @@ struct Shared {
     /// One multiplexed connection, replaced after Redis went away.
     connection: Mutex<Option<redis::aio::MultiplexedConnection>>,
     requests: AtomicUsize,
+    /// Every script sent, by the SHA-1 of its body as sent.
+    scripts: std::sync::Mutex<HashMap<String, LoadedScript>>,
+    read_only: AtomicBool,
+}
+
+/// The shebang line asking Upstash to lock only the script's KEYS.
+const KEY_LOCKING: &str = "#!lua flags=allow-key-locking";
+
+/// The commands a read-only token may run (of those the tests use).
+const READS: [&str; 7] = ["PING", "ECHO", "GET", "MGET", "EXISTS", "TTL", "PTTL"];
+
+/// A script the shim was sent, by EVAL or SCRIPT LOAD.
+#[derive(Clone, Debug)]
+pub struct LoadedScript {
+    /// Its name for EVALSHA: the SHA-1 of the body as sent.
+    pub sha1: String,
+    /// Whether the body began with the `allow-key-locking` shebang line.
+    pub key_locking: bool,
+    /// Its name in Redis, which got it without that line.
+    redis_sha1: String,
 }
 
 /// A running shim. Dropping it stops serving.
@@ -70,6 +99,8 @@ impl UpstashShim {
             redis,
             connection: Mutex::new(None),
             requests: AtomicUsize::new(0),
+            scripts: std::sync::Mutex::new(HashMap::new()),
+            read_only: AtomicBool::new(false),
         });
         let router = Router::new()
             .route("/", post(command))
@@ -103,6 +134,18 @@ impl UpstashShim {
     /// Requests served so far (every one: commands, pipelines, refused ones).
     pub fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Every script sent so far (EVAL, SCRIPT LOAD), once each.
+    pub fn scripts(&self) -> Vec<LoadedScript> {
+        let scripts = self.shared.scripts.lock().unwrap();
+        scripts.values().cloned().collect()
+    }
+
+    /// While set, answers as Upstash does to a read-only token: a command that may write
+    /// (EVAL and EVALSHA included) gets 400 NOPERM; PING and reads still answer.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.shared.read_only.store(read_only, Ordering::SeqCst);
     }
 
     /// A client configuration for this shim, with the limiter's default timeouts.
@@ -212,7 +255,63 @@ enum Failure {
     Down(String),
 }
 
+/// Runs a command as Upstash would: scripts without the key-locking line, which Redis rejects.
 async fn run(shared: &Shared, parts: &[String]) -> Result<Value, Failure> {
+    let verb = parts[0].to_ascii_uppercase();
+    if shared.read_only.load(Ordering::SeqCst) && !READS.contains(&verb.as_str()) {
+        return Err(Failure::Redis(format!(
+            "NOPERM this user has no permissions to run the '{}' command",
+            verb.to_ascii_lowercase()
+        )));
+    }
+    let mut parts = parts.to_vec();
+    let script_load = verb == "SCRIPT"
+        && parts
+            .get(1)
+            .is_some_and(|sub| sub.eq_ignore_ascii_case("LOAD"));
+    // Where the script's body is, if the command carries one.
+    let body_at = match verb.as_str() {
+        "EVAL" => 1,
+        _ if script_load => 2,
+        _ => 0,
+    };
+    if body_at > 0 && body_at < parts.len() {
+        let (script, body) = load(shared, &parts[body_at]);
+        parts[body_at] = body;
+        if script_load {
+            query(shared, &parts).await?;
+            return Ok(Value::String(script.sha1));
+        }
+    } else if verb == "EVALSHA"
+        && parts.len() > 1
+        && let Some(script) = shared.scripts.lock().unwrap().get(&parts[1])
+    {
+        parts[1] = script.redis_sha1.clone();
+    }
+    query(shared, &parts).await
+}
+
+/// Records `body` and returns what Redis must get of it: without the key-locking line (the
+/// newline stays, so Redis's line numbers in errors are the file's).
+fn load(shared: &Shared, body: &str) -> (LoadedScript, String) {
+    let stripped = body
+        .strip_prefix(KEY_LOCKING)
+        .filter(|rest| rest.starts_with('\n'));
+    let for_redis = stripped.unwrap_or(body).to_owned();
+    let script = LoadedScript {
+        sha1: sha1_smol::Sha1::from(body).digest().to_string(),
+        key_locking: stripped.is_some(),
+        redis_sha1: sha1_smol::Sha1::from(&for_redis).digest().to_string(),
+    };
+    shared
+        .scripts
+        .lock()
+        .unwrap()
+        .insert(script.sha1.clone(), script.clone());
+    (script, for_redis)
+}
+
+async fn query(shared: &Shared, parts: &[String]) -> Result<Value, Failure> {
     let mut connection = {
         let mut cached = shared.connection.lock().await;
         match cached.as_ref() {

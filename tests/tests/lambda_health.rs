@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use sellerhub_tests::moto;
 use sellerhub_tests::runtime_api::{FunctionProcess, apigw_rest_event, function_binary};
+use sellerhub_tests::upstash_shim::UpstashShim;
+use shared::ratelimit::upstash::Upstash;
 
 fn health_event() -> serde_json::Value {
     apigw_rest_event(
@@ -96,6 +98,51 @@ async fn answers_an_api_gateway_event_with_every_check_ok() {
         "health init {init:?}, peak RSS {:?} KiB",
         function.peak_rss_kib()
     );
+}
+
+#[tokio::test]
+async fn the_limiter_check_runs_the_script_so_a_read_only_token_fails_it() {
+    let deployment = Deployment::on_moto(None).await;
+    let shim = UpstashShim::start().await;
+    let mut env = deployment.env().to_vec();
+    env.extend([
+        ("UPSTASH_REDIS_REST_URL", shim.url()),
+        ("UPSTASH_REDIS_REST_TOKEN", shim.token()),
+        ("HEALTH_CACHE_MS", "0"),
+    ]);
+    let mut function = FunctionProcess::spawn(function_binary("health", false), &env)
+        .await
+        .unwrap();
+    let healthy = function
+        .invoke(health_event(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        healthy.status_code(),
+        Some(200),
+        "{healthy:?}\n{}",
+        function.output()
+    );
+    assert_eq!(
+        healthy.body_json().unwrap()["checks"]["limiter"]["status"],
+        "ok"
+    );
+
+    shim.set_read_only(true);
+    let ping = Upstash::new(shim.config())
+        .unwrap()
+        .command(&["PING"])
+        .await;
+    assert_eq!(ping.unwrap(), "PONG", "a read-only token still passes PING");
+    let refused = function
+        .invoke(health_event(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(refused.status_code(), Some(503), "{refused:?}");
+    let body = refused.body_json().unwrap();
+    assert_eq!(body["checks"]["limiter"]["status"], "unhealthy");
+    assert_eq!(body["checks"]["limiter"]["reason"], "rejected");
+    assert_eq!(body["checks"]["store"]["status"], "ok");
 }
 
 #[tokio::test]

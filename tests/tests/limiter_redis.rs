@@ -9,7 +9,7 @@ use sellerhub_tests::upstash_shim::{RedisProcess, UpstashShim, redis_url};
 use shared::ratelimit::cached::CachedLimiter;
 use shared::ratelimit::fallback::{FallbackLimiter, FallbackSettings, METRIC};
 use shared::ratelimit::gcra::{self, CHECK_SCRIPT};
-use shared::ratelimit::redis::RedisLimiter;
+use shared::ratelimit::redis::{HEALTH_KEY, RedisLimiter};
 use shared::ratelimit::upstash::{Script, Upstash, UpstashError};
 use shared::ratelimit::{Check, Limiter, LimiterError, Rule, conformance};
 
@@ -54,13 +54,121 @@ async fn the_redis_limiter_passes_the_conformance_suite() {
 
 #[tokio::test]
 async fn the_script_is_known_by_the_sha1_redis_gives_it() {
-    let sha1: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
+    // Redis (and Upstash) name a script by the SHA-1 of its whole body, shebang included.
+    let sha1: String = redis::cmd("EVAL")
+        .arg("return redis.sha1hex(ARGV[1])")
+        .arg(0)
         .arg(CHECK_SCRIPT)
         .query_async(&mut redis().await)
         .await
-        .expect("SCRIPT LOAD");
+        .expect("redis.sha1hex");
     assert_eq!(Script::new(CHECK_SCRIPT).sha1(), sha1);
+    let shim = UpstashShim::start().await;
+    let loaded = Upstash::new(shim.config())
+        .unwrap()
+        .command(&["SCRIPT", "LOAD", CHECK_SCRIPT])
+        .await
+        .expect("SCRIPT LOAD through the shim");
+    assert_eq!(loaded, sha1.as_str());
+}
+
+#[tokio::test]
+async fn every_script_the_limiter_loads_asks_upstash_for_key_locking() {
+    let shim = UpstashShim::start().await;
+    let limiter = limiter(&shim);
+    let key = unique("locking");
+    let check = Check {
+        key: key.clone(),
+        rule: rule(10, Duration::from_secs(10), 5),
+    };
+    limiter.check(&[check], T0).await.unwrap();
+    limiter.block_until(&key, T0 + 1_000, T0).await.unwrap();
+    let scripts = shim.scripts();
+    assert_eq!(scripts.len(), 2, "the check and the block: {scripts:?}");
+    assert!(
+        scripts.iter().all(|script| script.key_locking),
+        "{scripts:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_health_probe_writes_a_key_of_its_own_and_fails_on_a_read_only_token() {
+    let shim = UpstashShim::start().await;
+    let limiter = limiter(&shim);
+    let mut redis = redis().await;
+    // The real clock, as every probe of the one health key uses (health functions too).
+    let now = || shared::clock::Clock::now_ms(&shared::clock::SystemClock);
+    // Under load the key (a second's life) may be gone before PTTL asks: then again.
+    let mut ttl = -2;
+    for _ in 0..5 {
+        limiter
+            .probe(now())
+            .await
+            .expect("the probe runs the script");
+        ttl = redis::cmd("PTTL")
+            .arg(gcra::tat_key(HEALTH_KEY))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if ttl != -2 {
+            break;
+        }
+    }
+    assert!((1..=1_000).contains(&ttl), "the probe's key has PTTL {ttl}");
+
+    shim.set_read_only(true);
+    let upstash = Upstash::new(shim.config()).unwrap();
+    assert_eq!(upstash.command(&["PING"]).await.unwrap(), "PONG");
+    let error = limiter.probe(now()).await.unwrap_err();
+    assert!(
+        matches!(&error, UpstashError::Rejected(text) if text.starts_with("NOPERM")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_shim_takes_the_key_locking_line_redis_server_rejects() {
+    let flagged = "#!lua flags=allow-key-locking\nreturn redis.call('GET', KEYS[1])";
+    let error = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(flagged)
+        .query_async::<String>(&mut redis().await)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("allow-key-locking"),
+        "redis-server itself rejects the flag: {error}"
+    );
+
+    let shim = UpstashShim::start().await;
+    let upstash = Upstash::new(shim.config()).unwrap();
+    let key = unique("flagged");
+    upstash.command(&["SET", key.as_str(), "v"]).await.unwrap();
+    let script = Script::new(flagged);
+    let plain = Script::new("return 2");
+    assert_eq!(
+        upstash
+            .eval(&script, std::slice::from_ref(&key), &[])
+            .await
+            .unwrap(),
+        "v"
+    );
+    assert_eq!(upstash.eval(&plain, &[], &[]).await.unwrap(), 2);
+    let before = shim.requests();
+    assert_eq!(upstash.eval(&script, &[key], &[]).await.unwrap(), "v");
+    assert_eq!(
+        shim.requests() - before,
+        1,
+        "EVALSHA by the flagged body's SHA-1"
+    );
+
+    let mut scripts = shim.scripts();
+    scripts.sort_by_key(|loaded| loaded.key_locking);
+    let seen: Vec<(&str, bool)> = scripts
+        .iter()
+        .map(|loaded| (loaded.sha1.as_str(), loaded.key_locking))
+        .collect();
+    assert_eq!(seen, [(plain.sha1(), false), (script.sha1(), true)]);
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! `health`: GET /health — a check per dependency with its latency; 503 when any fails.
+//! `health`: GET /health — a check per dependency with its latency; 503 when any fails,
+//! "degraded" (still 200) while the rate limiter answers from its per-instance fallback.
 //! The result is cached for a few seconds so a load balancer's probes cost nothing.
 
 use std::sync::Arc;
@@ -14,17 +15,19 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, HealthSettings};
 use crate::http::{ApiError, json, rfc3339};
 use crate::queue::{Queue, QueueStats};
-use crate::ratelimit::upstash::Upstash;
-use crate::services::Services;
+use crate::ratelimit::upstash::UpstashError;
+use crate::services::{Services, SharedLimiter};
 use crate::store::{Key, Store};
 
 /// A check slower than this fails.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// From best to worst: a report is as bad as its worst check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
+    Degraded,
     Unhealthy,
 }
 
@@ -43,7 +46,8 @@ pub struct Check {
 pub struct Checks {
     pub store: Check,
     pub queue: Check,
-    /// The shared limiter's Redis, when one is configured.
+    /// The shared limiter (its script on Redis, and whether the fallback is in use), when
+    /// one is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limiter: Option<Check>,
 }
@@ -61,7 +65,7 @@ pub struct Health {
     clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
-    limiter: Option<Upstash>,
+    limiter: Option<SharedLimiter>,
     settings: HealthSettings,
     version: &'static str,
     started: Instant,
@@ -76,7 +80,7 @@ impl HttpHandler for Health {
             services.clock(),
             services.store(),
             services.webhook_queue(),
-            services.upstash()?,
+            services.shared_limiter()?,
             services.config().health.clone(),
             services.config().version,
         ))
@@ -86,7 +90,7 @@ impl HttpHandler for Health {
     async fn handle(&self, _request: Request) -> Result<Response<Body>, ApiError> {
         let report = self.report().await;
         let status = match report.status {
-            Status::Ok => StatusCode::OK,
+            Status::Ok | Status::Degraded => StatusCode::OK,
             Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
         };
         json(status, &*report)
@@ -94,12 +98,12 @@ impl HttpHandler for Health {
 }
 
 impl Health {
-    /// `limiter` is the Upstash client the shared limiter uses, if there is one.
+    /// `limiter` is the limiter shared by every instance, if there is one.
     pub fn new(
         clock: Arc<dyn Clock>,
         store: Arc<dyn Store>,
         queue: Arc<dyn Queue>,
-        limiter: Option<Upstash>,
+        limiter: Option<SharedLimiter>,
         settings: HealthSettings,
         version: &'static str,
     ) -> Self {
@@ -132,16 +136,14 @@ impl Health {
     async fn check_all(&self) -> Report {
         let (store, queue, limiter) =
             tokio::join!(self.check_store(), self.check_queue(), self.check_limiter());
-        let healthy = [Some(&store), Some(&queue), limiter.as_ref()]
+        let status = [Some(&store), Some(&queue), limiter.as_ref()]
             .into_iter()
             .flatten()
-            .all(|check| check.status == Status::Ok);
+            .map(|check| check.status)
+            .max()
+            .unwrap_or(Status::Ok);
         Report {
-            status: if healthy {
-                Status::Ok
-            } else {
-                Status::Unhealthy
-            },
+            status,
             version: self.version,
             uptime_seconds: self.started.elapsed().as_secs(),
             checked_at: rfc3339(self.clock.now_secs()),
@@ -159,9 +161,21 @@ impl Health {
             .0
     }
 
+    /// Runs the limiter's script (PING would pass with a read-only token or an exhausted
+    /// quota, while every check fails and falls back).
     async fn check_limiter(&self) -> Option<Check> {
-        let upstash = self.limiter.as_ref()?;
-        Some(probe("limiter", upstash.command(&["PING"])).await.0)
+        let limiter = self.limiter.as_ref()?;
+        let script = limiter.redis.probe(self.clock.now_ms());
+        let (check, _) = probe_with("limiter", script, |error| match error {
+            UpstashError::Unauthorized | UpstashError::Rejected(_) => "rejected",
+            UpstashError::Unavailable(_) | UpstashError::Protocol(_) => "unreachable",
+        })
+        .await;
+        Some(if limiter.fallback.in_fallback() {
+            check.degraded("fallback in use")
+        } else {
+            check
+        })
     }
 
     async fn check_queue(&self) -> Check {
@@ -190,6 +204,15 @@ async fn probe<T, E: std::fmt::Display>(
     dependency: &'static str,
     probe: impl std::future::Future<Output = Result<T, E>>,
 ) -> (Check, Option<T>) {
+    probe_with(dependency, probe, |_| "unreachable").await
+}
+
+/// [`probe`], with the published reason for a failure chosen by `reason`.
+async fn probe_with<T, E: std::fmt::Display>(
+    dependency: &'static str,
+    probe: impl std::future::Future<Output = Result<T, E>>,
+    reason: impl FnOnce(&E) -> &'static str,
+) -> (Check, Option<T>) {
     let started = Instant::now();
     let outcome = tokio::time::timeout(CHECK_TIMEOUT, probe).await;
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
@@ -197,7 +220,7 @@ async fn probe<T, E: std::fmt::Display>(
         Ok(Ok(answer)) => (None, Some(answer)),
         Ok(Err(error)) => {
             tracing::warn!(dependency, error = %error, "health check failed");
-            (Some("unreachable"), None)
+            (Some(reason(&error)), None)
         }
         Err(_) => (Some("timed out"), None),
     };
@@ -219,6 +242,15 @@ impl Check {
         }
         self
     }
+
+    /// This check, degraded for `reason` unless it is already worse.
+    fn degraded(mut self, reason: &'static str) -> Self {
+        if self.status == Status::Ok {
+            self.status = Status::Degraded;
+            self.reason = Some(reason);
+        }
+        self
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +259,10 @@ mod tests {
     use crate::embedded_db::EmbeddedDb;
     use crate::queue::OutMessage;
     use crate::queue::embedded::EmbeddedQueue;
+    use crate::ratelimit::Limiter;
+    use crate::ratelimit::fallback::{FallbackLimiter, FallbackSettings};
+    use crate::ratelimit::redis::RedisLimiter;
+    use crate::ratelimit::upstash::Upstash;
     use crate::store::embedded::EmbeddedStore;
     use crate::store::faulty::FaultyStore;
 
@@ -254,7 +290,7 @@ mod tests {
     impl Fixture {
         fn health(
             &self,
-            limiter: Option<Upstash>,
+            limiter: Option<SharedLimiter>,
             cache_for: Duration,
             max_waiting: u64,
         ) -> Health {
@@ -341,17 +377,126 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_limiter_redis_answers_503() {
         let f = fixture(false);
-        let upstash = Upstash::new(crate::ratelimit::upstash::UpstashConfig {
-            url: "http://127.0.0.1:1".into(),
+        let health = f.health(
+            Some(shared_limiter(UNREACHABLE, false).await),
+            Duration::ZERO,
+            1000,
+        );
+        let (status, body) = get(&health).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["checks"]["limiter"]["status"], "unhealthy");
+        assert_eq!(body["checks"]["limiter"]["reason"], "unreachable");
+        assert_eq!(body["checks"]["store"]["status"], "ok");
+    }
+
+    #[tokio::test]
+    async fn a_refused_script_is_unhealthy_though_ping_answers() {
+        // What a read-only token gets from Upstash.
+        let url = fake_upstash(|command| match command[0].as_str() {
+            "PING" => (StatusCode::OK, serde_json::json!({"result": "PONG"})),
+            verb => (
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": format!(
+                    "NOPERM this user has no permissions to run the '{}' command",
+                    verb.to_lowercase()
+                )}),
+            ),
+        })
+        .await;
+        upstash(&url).command(&["PING"]).await.expect("PING passes");
+        let f = fixture(false);
+        let health = f.health(
+            Some(shared_limiter(&url, false).await),
+            Duration::ZERO,
+            1000,
+        );
+        let (status, body) = get(&health).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["checks"]["limiter"]["status"], "unhealthy");
+        assert_eq!(body["checks"]["limiter"]["reason"], "rejected");
+    }
+
+    #[tokio::test]
+    async fn a_limiter_answering_from_its_fallback_is_degraded() {
+        let url = fake_upstash(|_| {
+            (
+                StatusCode::OK,
+                serde_json::json!({"result": [1, 0, 499, 2]}),
+            )
+        })
+        .await;
+        let f = fixture(false);
+        let health = f.health(
+            Some(shared_limiter(&url, false).await),
+            Duration::ZERO,
+            1000,
+        );
+        let (status, body) = get(&health).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["checks"]["limiter"]["status"], "ok");
+
+        let health = f.health(Some(shared_limiter(&url, true).await), Duration::ZERO, 1000);
+        let (status, body) = get(&health).await;
+        assert_eq!(status, StatusCode::OK, "the fallback still limits: {body}");
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["checks"]["limiter"]["status"], "degraded");
+        assert_eq!(body["checks"]["limiter"]["reason"], "fallback in use");
+        assert_eq!(body["checks"]["store"]["status"], "ok");
+    }
+
+    const UNREACHABLE: &str = "http://127.0.0.1:1";
+
+    fn upstash(url: &str) -> Upstash {
+        Upstash::new(crate::ratelimit::upstash::UpstashConfig {
+            url: url.into(),
             token: "token".into(),
             connect_timeout: Duration::from_millis(200),
             request_timeout: Duration::from_millis(300),
         })
-        .unwrap();
-        let health = f.health(Some(upstash), Duration::ZERO, 1000);
-        let (status, body) = get(&health).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body["checks"]["limiter"]["status"], "unhealthy");
-        assert_eq!(body["checks"]["store"]["status"], "ok");
+        .unwrap()
+    }
+
+    /// The shared limiter on the Upstash at `url`; with `falling_back`, its fallback in use
+    /// (its primary failed a check).
+    async fn shared_limiter(url: &str, falling_back: bool) -> SharedLimiter {
+        let primary = RedisLimiter::new(upstash(if falling_back { UNREACHABLE } else { url }));
+        let fallback = FallbackLimiter::new(
+            Arc::new(primary),
+            FallbackSettings {
+                share: 0.1,
+                timeout: Duration::from_secs(1),
+                retry_primary_after: Duration::from_secs(60),
+            },
+        )
+        .with_metric_sink(|_, _| {});
+        if falling_back {
+            let check = crate::ratelimit::Check {
+                key: "k".into(),
+                rule: crate::ratelimit::Rule::new(10, Duration::from_secs(1), 5),
+            };
+            fallback.check(&[check], 0).await.unwrap();
+            assert!(fallback.in_fallback());
+        }
+        SharedLimiter {
+            redis: RedisLimiter::new(upstash(url)),
+            fallback: Arc::new(fallback),
+        }
+    }
+
+    /// An Upstash answering each command (`["PING"]`) with `answer`'s status and body.
+    async fn fake_upstash(answer: fn(&[String]) -> (StatusCode, serde_json::Value)) -> String {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                let command: Vec<String> = serde_json::from_slice(&body).unwrap();
+                let (status, body) = answer(&command);
+                (status, body.to_string())
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
     }
 }

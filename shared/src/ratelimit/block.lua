@@ -1,3 +1,5 @@
+#!lua flags=allow-key-locking
+-- Upstash's key locking, as in gcra.lua: the one key this touches comes through KEYS.
 -- Blocks a key until ARGV[1] (ms, the caller's clock; ARGV[2] is now_ms): gcra.lua denies
 -- it until then. A shorter block never replaces a longer one; the marker expires with it.
 local until_ms = tonumber(ARGV[1])

@@ -66,6 +66,12 @@ impl FallbackLimiter {
         self
     }
 
+    /// Whether checks are answered by the fallback: from a failure of the primary until it
+    /// answers again.
+    pub fn in_fallback(&self) -> bool {
+        self.retry_primary_at().is_some()
+    }
+
     fn retry_primary_at(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
         self.retry_primary_at
             .lock()
@@ -245,6 +251,7 @@ mod tests {
         );
         let checks = [hourly("global", 2000, 100), hourly("account", 500, 20)];
         assert!(limiter.check(&checks, 0).await.unwrap().allowed);
+        assert!(!limiter.in_fallback());
 
         primary.down.store(true, Ordering::SeqCst);
         let mut admitted = 0;
@@ -255,6 +262,7 @@ mod tests {
         }
         // The account's share: burst 2 of 50/h. Not everything, not nothing.
         assert_eq!(admitted, 2);
+        assert!(limiter.in_fallback());
         assert_eq!(
             counted.load(Ordering::SeqCst),
             100,
@@ -265,6 +273,7 @@ mod tests {
         let verdict = limiter.check(&checks, 0).await.unwrap();
         assert!(verdict.allowed, "the primary decides again");
         assert_eq!(verdict.limits[1].remaining, 18);
+        assert!(!limiter.in_fallback());
     }
 
     #[tokio::test]

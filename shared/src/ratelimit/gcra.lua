@@ -1,3 +1,8 @@
+#!lua flags=allow-key-locking
+-- The flag above makes Upstash lock only the keys in KEYS instead of the whole database
+-- (https://upstash.com/docs/redis/features/key-locking): every key this script touches
+-- must come through KEYS. redis-server itself rejects the flag (the test shim strips it).
+--
 -- GCRA over several limits at once: admits only if every limit admits, and then consumes
 -- one request from each of them; a denial consumes nothing. The same arithmetic, in the
 -- same integer milliseconds, is `gcra::evaluate` in Rust (the embedded adapter).

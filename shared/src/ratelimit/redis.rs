@@ -1,11 +1,16 @@
 //! The shared limiter: one GCRA script on Redis (through Upstash's REST API) decides every
 //! check for every instance. One check is one round trip.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use super::gcra::{self, BLOCK_SCRIPT, CHECK_SCRIPT};
 use super::upstash::{Script, Upstash, UpstashError};
-use super::{Check, Limiter, LimiterResult, Verdict};
+use super::{Check, Limiter, LimiterResult, Rule, Verdict};
+
+/// The limit [`RedisLimiter::probe`] checks: no budget's key starts with `health:`.
+pub const HEALTH_KEY: &str = "health:limiter";
 
 #[derive(Clone, Debug)]
 pub struct RedisLimiter {
@@ -44,6 +49,20 @@ impl RedisLimiter {
             .map(|pair| (pair[0], pair[1]))
             .collect();
         Ok(gcra::verdict(checks, numbers[0] == 1, numbers[1], &limits))
+    }
+
+    /// A check of [`HEALTH_KEY`], for GET /health: the script runs and writes as every check
+    /// does, so a read-only token or an exhausted quota fails it (PING passes both).
+    pub async fn probe(&self, now_ms: i64) -> Result<(), UpstashError> {
+        self.try_check(&[health_check()], now_ms).await.map(drop)
+    }
+}
+
+/// The probe's limit: 500 probes at once pass, and its key lives at most a second.
+fn health_check() -> Check {
+    Check {
+        key: HEALTH_KEY.to_owned(),
+        rule: Rule::new(1000, Duration::from_secs(1), 500),
     }
 }
 
@@ -87,6 +106,19 @@ impl Limiter for RedisLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_health_probe_passes_and_its_key_expires_within_a_second() {
+        let check = health_check();
+        let mut stored = gcra::Stored::default();
+        for _ in 0..500 {
+            let decision = gcra::evaluate(std::slice::from_ref(&check), &[stored], 0);
+            assert!(decision.allowed);
+            let (tat, ttl) = decision.writes[0];
+            assert!(ttl <= 1_000, "{ttl}");
+            stored.tat_ms = Some(tat);
+        }
+    }
 
     #[test]
     fn a_reply_must_be_the_expected_integers() {

@@ -1,7 +1,8 @@
 //! A client of Upstash's Redis REST API: a command is a JSON array of strings POSTed to
-//! the database's URL, answered by `{"result": …}` or `{"error": "…"}`; `/pipeline` takes
-//! an array of commands. Scripts run by EVALSHA, falling back to EVAL (which also loads
-//! the script again) when Redis has lost its script cache.
+//! the database's URL, answered by `{"result": …}` or `{"error": "…"}` (an `"error"` of
+//! `null` is no error); `/pipeline` takes an array of commands. Scripts run by EVALSHA,
+//! falling back to EVAL (which also loads the script again) when Redis has lost its
+//! script cache.
 //!
 //! The token is sent as a Bearer header and is never part of a Debug print, a log line or
 //! an error.
@@ -217,11 +218,14 @@ fn strings<S: AsRef<str>>(command: &[S]) -> Value {
     )
 }
 
+/// The answer's error, if it has one: `"error": null` is none (as Upstash's own clients
+/// read it).
 fn error_text(answer: &Value) -> Option<String> {
-    answer.get("error").map(|error| match error {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    })
+    match answer.get("error")? {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
 }
 
 fn result_of(answer: Value) -> Result<Value, UpstashError> {
@@ -277,6 +281,15 @@ mod tests {
             result_of(serde_json::json!({"result": null})).unwrap(),
             Value::Null
         );
+        assert_eq!(
+            result_of(serde_json::json!({"result": "OK", "error": null})).unwrap(),
+            serde_json::json!("OK"),
+            "an error of null is no error"
+        );
+        assert!(matches!(
+            result_of(serde_json::json!({"error": null})),
+            Err(UpstashError::Protocol(_))
+        ));
         let error =
             result_of(serde_json::json!({"error": "NOSCRIPT No matching script"})).unwrap_err();
         assert!(error.is_noscript(), "{error}");
