@@ -11,6 +11,7 @@ use shared::config::ConfigError;
 use shared::handlers::auth_callback::AuthCallback;
 use shared::handlers::auth_login::AuthLogin;
 use shared::handlers::auth_logout::AuthLogout;
+use shared::handlers::channels::ChannelsHandler;
 use shared::handlers::health::Health;
 use shared::handlers::me::Me;
 use shared::handlers::token_refresher::TokenRefresher;
@@ -37,6 +38,7 @@ const HTTP: &[Build<Handler>] = &[
     http::<AuthCallback>,
     http::<AuthLogout>,
     http::<Me>,
+    http::<ChannelsHandler>,
     http::<WebhookMercadoLivre>,
     http::<WebhookMeta>,
 ];

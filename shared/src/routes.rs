@@ -38,6 +38,16 @@ pub const ROUTES: &[Route] = &[
         function: "me",
     },
     Route {
+        method: "GET",
+        path: "/v1/channels",
+        function: "channels",
+    },
+    Route {
+        method: "PUT",
+        path: "/v1/channels/whatsapp",
+        function: "channels",
+    },
+    Route {
         method: "POST",
         path: "/webhooks/mercadolivre",
         function: "webhook-mercadolivre",

@@ -566,6 +566,13 @@ const AUTH_FUNCTION_DYNAMODB: &[(&str, &[&str], &[&str])] = &[
     ),
     // The revocation check and the grant's public part.
     ("me", &["dynamodb:GetItem"], &[]),
+    // The revocation check, the tenant's links (query), a link (a transaction of puts),
+    // the number's owner when it was taken (get).
+    (
+        "channels",
+        &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+        &[],
+    ),
     // Grants due on the expiry index (query gsi1), then per grant: get, conditional puts
     // (lease, tokens, status), and an event put.
     (

@@ -6,6 +6,7 @@
 pub mod auth_callback;
 pub mod auth_login;
 pub mod auth_logout;
+pub mod channels;
 pub mod health;
 pub mod me;
 pub mod token_refresher;

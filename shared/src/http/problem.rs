@@ -22,6 +22,9 @@ pub enum ApiError {
     Denied(String),
     #[error("not found")]
     NotFound,
+    /// The request conflicts with what is stored (public text).
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("payload too large (limit {limit} bytes)")]
@@ -108,6 +111,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden | ApiError::Denied(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -129,6 +133,7 @@ impl ApiError {
             ApiError::Forbidden => ("Forbidden", None),
             ApiError::Denied(detail) => ("Forbidden", Some(detail.clone())),
             ApiError::NotFound => ("Not found", None),
+            ApiError::Conflict(detail) => ("Conflict", Some(detail.clone())),
             ApiError::MethodNotAllowed => ("Method not allowed", None),
             ApiError::PayloadTooLarge { limit } => (
                 "Payload too large",
