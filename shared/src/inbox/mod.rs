@@ -4,7 +4,9 @@
 //! Each change is one transactional write of its items and its event (see
 //! `crate::events`), so a crash never leaves an inbox item without its event or the
 //! reverse. An item that several changes update (a conversation) is read and written on
-//! its version; a change that loses a race is rebuilt and retried.
+//! its version; a change that loses a race is rebuilt and retried. Every `apply_*` takes
+//! `with`: the caller's writes to commit in the same transaction (the webhook worker's
+//! receipt), written even when the change itself turns out to change nothing.
 
 pub mod keys;
 
@@ -114,6 +116,7 @@ impl Inbox {
         tenant: &str,
         question: &Question,
         now_ms: i64,
+        with: &[WriteOp],
     ) -> StoreResult<Applied> {
         let status = serde_json::to_value(question.status)
             .ok()
@@ -140,7 +143,7 @@ impl Inbox {
                 format!("{}#{}", keys::sortable_ms(asked_ms), question.id),
             ));
         let (item, data) = (&item, &data);
-        self.commit(|| async move {
+        self.commit(with, || async move {
             let Some(old) = self.store.get(&item.key).await? else {
                 let mut ops = vec![put(item.clone().with_version(1), Condition::Absent)];
                 ops.push(Self::notify(tenant, "question.new", data, now_ms));
@@ -173,11 +176,12 @@ impl Inbox {
         tenant: &str,
         order: &OrderUpdate,
         now_ms: i64,
+        with: &[WriteOp],
     ) -> StoreResult<Applied> {
         let data = serde_json::to_value(order)
             .map_err(|error| StoreError::Invalid(format!("order: {error}")))?;
         let data = &data;
-        self.commit(|| async move {
+        self.commit(with, || async move {
             let ops = vec![
                 Self::notify(tenant, "order.updated", data, now_ms),
                 event(tenant, "order.updated", data, now_ms),
@@ -198,6 +202,7 @@ impl Inbox {
         conversation: &ConversationRef,
         message: &Message,
         now_ms: i64,
+        with: &[WriteOp],
     ) -> StoreResult<Applied> {
         let (channel, conversation_id) = (conversation.channel, conversation.id.as_str());
         let message_key = keys::message(tenant, channel, conversation_id, &message.id);
@@ -214,7 +219,7 @@ impl Inbox {
         let (message_key, message_item, message_data) =
             (&message_key, &message_item, &message_data);
         let conversation_key = &conversation_key;
-        self.commit(|| async move {
+        self.commit(with, || async move {
             if self.store.get(message_key).await?.is_some() {
                 return Ok(None);
             }
@@ -256,10 +261,11 @@ impl Inbox {
         message_id: &str,
         status: &str,
         now_ms: i64,
+        with: &[WriteOp],
     ) -> StoreResult<Applied> {
         let key = keys::message(tenant, channel, conversation_id, message_id);
         let key = &key;
-        self.commit(|| async move {
+        self.commit(with, || async move {
             let Some(old) = self.store.get(key).await? else {
                 return Ok(Some(Plan {
                     ops: Vec::new(),
@@ -289,21 +295,36 @@ impl Inbox {
         .await
     }
 
-    /// Writes the plan `build` makes, rebuilding it when a concurrent write to the same
-    /// items cancelled the transaction. `None`: nothing to write.
-    async fn commit<Fut>(&self, mut build: impl FnMut() -> Fut) -> StoreResult<Applied>
+    /// Writes the plan `build` makes together with `with` (the caller's own writes, such
+    /// as the worker's receipt), rebuilding the plan when a concurrent write to its items
+    /// cancelled the transaction. A plan of `None` writes `with` alone. When one of
+    /// `with` fails its condition the cancellation is returned as it is: rebuilding the
+    /// plan cannot help.
+    async fn commit<Fut>(
+        &self,
+        with: &[WriteOp],
+        mut build: impl FnMut() -> Fut,
+    ) -> StoreResult<Applied>
     where
         Fut: Future<Output = StoreResult<Option<Plan>>>,
     {
         for attempt in 1..=ATTEMPTS {
-            let Some(plan) = build().await? else {
-                return Ok(Applied::Unchanged);
-            };
-            if plan.ops.is_empty() {
-                return Ok(plan.applied);
+            let Plan { mut ops, applied } = build().await?.unwrap_or(Plan {
+                ops: Vec::new(),
+                applied: Applied::Unchanged,
+            });
+            let planned = ops.len();
+            ops.extend_from_slice(with);
+            if ops.is_empty() {
+                return Ok(applied);
             }
-            match self.store.transact(plan.ops).await {
-                Ok(()) => return Ok(plan.applied),
+            match self.store.transact(ops).await {
+                Ok(()) => return Ok(applied),
+                Err(StoreError::TransactionCancelled { failed })
+                    if failed.iter().any(|index| *index >= planned) =>
+                {
+                    return Err(StoreError::TransactionCancelled { failed });
+                }
                 Err(StoreError::TransactionCancelled { .. }) if attempt < ATTEMPTS => {
                     let jitter = fastrand::u64(5..=25) * u64::from(attempt);
                     tokio::time::sleep(Duration::from_millis(jitter)).await;
@@ -466,11 +487,17 @@ mod tests {
         let (inbox, store, _dir) = inbox();
         let question = question();
         assert_eq!(
-            inbox.apply_question("t1", &question, now()).await.unwrap(),
+            inbox
+                .apply_question("t1", &question, now(), &[])
+                .await
+                .unwrap(),
             Applied::Created
         );
         assert_eq!(
-            inbox.apply_question("t1", &question, now()).await.unwrap(),
+            inbox
+                .apply_question("t1", &question, now(), &[])
+                .await
+                .unwrap(),
             Applied::Unchanged
         );
 
@@ -505,7 +532,10 @@ mod tests {
     async fn a_question_answered_elsewhere_moves_to_its_new_status() {
         let (inbox, store, _dir) = inbox();
         let mut question = question();
-        inbox.apply_question("t1", &question, now()).await.unwrap();
+        inbox
+            .apply_question("t1", &question, now(), &[])
+            .await
+            .unwrap();
         question.status = crate::upstream::QuestionStatus::Answered;
         question.answer = Some(crate::upstream::Answer {
             text: "Serve sim!".into(),
@@ -513,7 +543,10 @@ mod tests {
             date_created: None,
         });
         assert_eq!(
-            inbox.apply_question("t1", &question, now()).await.unwrap(),
+            inbox
+                .apply_question("t1", &question, now(), &[])
+                .await
+                .unwrap(),
             Applied::Updated
         );
         let by_status = |status: &'static str| {
@@ -568,7 +601,7 @@ mod tests {
             inbound("w2", 2_000),
         ] {
             inbox
-                .apply_message("t1", &conversation, &message, now())
+                .apply_message("t1", &conversation, &message, now(), &[])
                 .await
                 .unwrap();
         }
@@ -627,7 +660,13 @@ mod tests {
                 let (inbox, conversation) = (inbox.clone(), conversation.clone());
                 tokio::spawn(async move {
                     inbox
-                        .apply_message("t1", &conversation, &inbound(&format!("m{n}"), n), now())
+                        .apply_message(
+                            "t1",
+                            &conversation,
+                            &inbound(&format!("m{n}"), n),
+                            now(),
+                            &[],
+                        )
                         .await
                 })
             })
@@ -648,14 +687,22 @@ mod tests {
     async fn statuses_only_move_forward() {
         let (inbox, store, _dir) = inbox();
         inbox
-            .apply_message("t1", &whatsapp("c1"), &inbound("w1", 1), now())
+            .apply_message("t1", &whatsapp("c1"), &inbound("w1", 1), now(), &[])
             .await
             .unwrap();
         let status = |status: &'static str, message: &'static str| {
             let inbox = inbox.clone();
             async move {
                 inbox
-                    .apply_message_status("t1", Channel::WhatsApp, "c1", message, status, now())
+                    .apply_message_status(
+                        "t1",
+                        Channel::WhatsApp,
+                        "c1",
+                        message,
+                        status,
+                        now(),
+                        &[],
+                    )
                     .await
                     .unwrap()
             }
@@ -686,12 +733,48 @@ mod tests {
             currency: Some("BRL".into()),
         };
         assert_eq!(
-            inbox.apply_order("t1", &order, now()).await.unwrap(),
+            inbox.apply_order("t1", &order, now(), &[]).await.unwrap(),
             Applied::Created
         );
         let listed = all(&*store, notifications("t1")).await;
         assert_eq!(listed[0].data["type"], "order.updated");
         assert_eq!(listed[0].data["data"]["total"], 149.9);
         assert_eq!(types(&*store, events("t1")).await, ["order.updated"]);
+    }
+
+    #[tokio::test]
+    async fn the_callers_writes_commit_with_the_change_or_nothing_does() {
+        let (inbox, store, _dir) = inbox();
+        let marker = || Item::new(Key::new("marker", "m"), json!({}));
+        let must_exist = WriteOp::Check {
+            key: marker().key,
+            condition: Condition::Present,
+        };
+        let refused = inbox
+            .apply_question("t1", &question(), now(), std::slice::from_ref(&must_exist))
+            .await;
+        assert!(matches!(
+            refused,
+            Err(StoreError::TransactionCancelled { .. })
+        ));
+        assert!(
+            all(&*store, notifications("t1")).await.is_empty(),
+            "nothing written"
+        );
+
+        let put_marker = put(marker(), Condition::Absent);
+        inbox
+            .apply_question("t1", &question(), now(), &[])
+            .await
+            .unwrap();
+        let unchanged = inbox
+            .apply_question("t1", &question(), now(), std::slice::from_ref(&put_marker))
+            .await
+            .unwrap();
+        assert_eq!(unchanged, Applied::Unchanged);
+        assert!(
+            store.get(&marker().key).await.unwrap().is_some(),
+            "written though nothing changed"
+        );
     }
 }

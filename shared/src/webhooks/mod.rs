@@ -8,6 +8,7 @@
 pub mod envelope;
 pub mod mercadolivre;
 pub mod meta;
+pub mod receipts;
 
 pub use envelope::{Envelope, Source};
 
