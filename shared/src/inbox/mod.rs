@@ -71,6 +71,16 @@ pub struct Message {
     pub at_ms: i64,
 }
 
+/// A message's new delivery status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusUpdate {
+    pub channel: Channel,
+    pub conversation_id: String,
+    pub message_id: String,
+    /// `sent`, `delivered`, `read` or `failed`.
+    pub status: String,
+}
+
 /// An order's state, as an `order.updated` notification carries it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OrderUpdate {
@@ -256,13 +266,17 @@ impl Inbox {
     pub async fn apply_message_status(
         &self,
         tenant: &str,
-        channel: Channel,
-        conversation_id: &str,
-        message_id: &str,
-        status: &str,
+        update: &StatusUpdate,
         now_ms: i64,
         with: &[WriteOp],
     ) -> StoreResult<Applied> {
+        let StatusUpdate {
+            channel,
+            conversation_id,
+            message_id,
+            status,
+        } = update;
+        let (channel, status) = (*channel, status.as_str());
         let key = keys::message(tenant, channel, conversation_id, message_id);
         let key = &key;
         self.commit(with, || async move {
@@ -696,10 +710,12 @@ mod tests {
                 inbox
                     .apply_message_status(
                         "t1",
-                        Channel::WhatsApp,
-                        "c1",
-                        message,
-                        status,
+                        &StatusUpdate {
+                            channel: Channel::WhatsApp,
+                            conversation_id: "c1".into(),
+                            message_id: message.into(),
+                            status: status.into(),
+                        },
                         now(),
                         &[],
                     )
