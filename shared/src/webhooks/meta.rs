@@ -137,6 +137,96 @@ fn dedupe_key(fields: &ChangeFields, payload: &RawValue) -> String {
     }
 }
 
+/// What the worker reads from one change (of field `messages`): the messages customers
+/// sent and the delivery statuses of the seller's messages.
+#[derive(Debug, Default, Deserialize)]
+pub struct ChangeContent {
+    #[serde(default)]
+    pub field: String,
+    #[serde(default)]
+    pub value: MessagesValue,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct MessagesValue {
+    pub metadata: Option<PhoneNumber>,
+    #[serde(default)]
+    pub contacts: Vec<Contact>,
+    #[serde(default)]
+    pub messages: Vec<InboundMessage>,
+    #[serde(default)]
+    pub statuses: Vec<StatusChange>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PhoneNumber {
+    pub phone_number_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Contact {
+    pub wa_id: String,
+    pub profile: Option<Profile>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Profile {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InboundMessage {
+    /// The customer's WhatsApp id: their conversation.
+    pub from: String,
+    pub id: String,
+    /// Seconds since the epoch, as a string.
+    pub timestamp: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Text {
+    pub body: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StatusChange {
+    /// The seller's message this status is about.
+    pub id: String,
+    pub status: String,
+    /// The customer's WhatsApp id: the conversation of that message.
+    pub recipient_id: String,
+}
+
+impl ChangeContent {
+    pub fn parse(payload: &RawValue) -> Result<Self, WebhookError> {
+        serde_json::from_str(payload.get()).map_err(|error| WebhookError::Malformed {
+            what: "Meta change",
+            reason: error.to_string(),
+        })
+    }
+
+    /// The profile name of the customer `wa_id`, when Meta sent it.
+    pub fn contact_name(&self, wa_id: &str) -> Option<&str> {
+        self.value
+            .contacts
+            .iter()
+            .find(|contact| contact.wa_id == wa_id)
+            .and_then(|contact| contact.profile.as_ref()?.name.as_deref())
+    }
+}
+
+impl InboundMessage {
+    /// When it was sent, in milliseconds since the epoch (0 if Meta's stamp is unreadable).
+    pub fn at_ms(&self) -> i64 {
+        self.timestamp
+            .parse::<i64>()
+            .map_or(0, |secs| secs.saturating_mul(1000))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +343,38 @@ mod tests {
                 Err(WebhookError::Malformed { .. })
             ));
         }
+    }
+
+    #[test]
+    fn the_worker_reads_messages_contacts_and_statuses() {
+        let message = &changes(&fixture("whatsapp-message.json")).unwrap()[0];
+        let content = ChangeContent::parse(&message.payload).unwrap();
+        assert_eq!(content.field, "messages");
+        assert_eq!(
+            content.value.metadata.as_ref().unwrap().phone_number_id,
+            "106540352242922"
+        );
+        let inbound = &content.value.messages[0];
+        assert_eq!(inbound.from, "5511988887777");
+        assert_eq!(inbound.kind, "text");
+        assert_eq!(inbound.at_ms(), 1_763_647_331_000);
+        assert!(
+            inbound
+                .text
+                .as_ref()
+                .unwrap()
+                .body
+                .starts_with("Olá! O pedido")
+        );
+        assert_eq!(content.contact_name("5511988887777"), Some("Ana Souza"));
+        assert_eq!(content.contact_name("1"), None);
+
+        let status = &changes(&fixture("whatsapp-status.json")).unwrap()[0];
+        let content = ChangeContent::parse(&status.payload).unwrap();
+        let delivered = &content.value.statuses[0];
+        assert_eq!(
+            (delivered.status.as_str(), delivered.recipient_id.as_str()),
+            ("delivered", "5511988887777")
+        );
     }
 }
