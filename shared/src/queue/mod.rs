@@ -75,17 +75,28 @@ pub struct QueueStats {
     pub dead_letters: Option<u64>,
 }
 
+/// What went wrong, in the three kinds a caller acts on differently: its request
+/// (`Invalid`, `PartiallySent`), its receipt handle (`InvalidReceipt`), or the queue
+/// (`Unavailable`).
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
+    /// The request is refused as it is (nothing was sent or changed); sending it again
+    /// unchanged fails again.
     #[error("invalid request: {0}")]
     Invalid(String),
     /// Some messages of a batch were not sent; `failed` lists their indexes. The others
     /// were sent: retry only the failed ones.
     #[error("{} of the batch not sent: {reason}", failed.len())]
     PartiallySent { failed: Vec<usize>, reason: String },
-    /// The receipt handle is unknown or stale (the message was received again since).
+    /// The receipt handle no longer names a message this queue has in flight: the message
+    /// was deleted, or received again (which replaces the handle), or its visibility
+    /// timeout passed or the handle expired; or it never was one of this queue's handles.
+    /// The message is not the caller's any more: it is or will be delivered again (or is
+    /// gone), so nothing is to be retried with this handle.
     #[error("receipt handle is not valid")]
     InvalidReceipt,
+    /// The queue could not be reached or failed (throttling, a server error, a missing
+    /// queue or permission): the same request may succeed later.
     #[error("queue unavailable: {0}")]
     Unavailable(String),
 }
