@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{
-    OutMessage, Queue, QueueError, QueueResult, QueueStats, ReceivedMessage, validate_batch,
-    validate_receive_max,
+    CheckedBatch, OutMessage, Queue, QueueError, QueueResult, QueueStats, ReceivedMessage,
+    batch_result, validate_batch, validate_receive_max,
 };
 use crate::embedded_db::{EmbeddedDb, EmbeddedError};
 
@@ -274,14 +274,15 @@ impl EmbeddedQueue {
 #[async_trait::async_trait]
 impl Queue for EmbeddedQueue {
     async fn send_batch(&self, messages: Vec<OutMessage>) -> QueueResult<Vec<String>> {
-        validate_batch(&messages)?;
+        let count = messages.len();
+        let CheckedBatch { accepted, refused } = validate_batch(messages)?;
         let queue = self.name.clone();
-        let ids = self
+        let sent = self
             .db
             .write(move |txn| {
                 let now = now_millis();
-                let mut ids = Vec::with_capacity(messages.len());
-                for message in messages {
+                let mut sent = Vec::with_capacity(accepted.len());
+                for (index, message) in accepted {
                     let id = uuid::Uuid::new_v4().to_string();
                     let stored = Stored {
                         visible_at_millis: now + i64::from(message.delay_seconds) * 1000,
@@ -295,13 +296,13 @@ impl Queue for EmbeddedQueue {
                         },
                     };
                     append(txn, &queue, &stored)?;
-                    ids.push(id);
+                    sent.push((index, id));
                 }
-                Ok(ids)
+                Ok(sent)
             })
             .await?;
         self.sent.notify_waiters();
-        Ok(ids)
+        batch_result(count, sent, refused)
     }
 
     async fn receive(

@@ -13,8 +13,8 @@ use aws_sdk_sqs::types::{
 };
 
 use super::{
-    OutMessage, Queue, QueueError, QueueResult, QueueStats, ReceivedMessage, validate_batch,
-    validate_receive_max,
+    CheckedBatch, OutMessage, Queue, QueueError, QueueResult, QueueStats, ReceivedMessage,
+    SendFailure, batch_result, validate_batch, validate_receive_max,
 };
 use crate::aws::error_chain;
 use crate::telemetry::{observe, observe_waiting};
@@ -197,11 +197,14 @@ impl SqsQueue {
 #[async_trait::async_trait]
 impl Queue for SqsQueue {
     async fn send_batch(&self, messages: Vec<OutMessage>) -> QueueResult<Vec<String>> {
-        validate_batch(&messages)?;
         let count = messages.len();
-        let entries = messages
+        let CheckedBatch {
+            accepted,
+            refused: mut failed,
+        } = validate_batch(messages)?;
+        // Each entry's id is the message's place in the batch, which SQS's answer names.
+        let entries = accepted
             .into_iter()
-            .enumerate()
             .map(|(index, message)| entry(index, message))
             .collect::<QueueResult<Vec<_>>>()?;
         let request = self
@@ -213,30 +216,24 @@ impl Queue for SqsQueue {
             .await
             .map_err(|error| sdk_error("SendMessageBatch", error))?;
 
-        let index = |id: &str| id.parse::<usize>().ok().filter(|index| *index < count);
-        if let Some(first) = output.failed.first() {
-            let mut failed: Vec<usize> = output
-                .failed
-                .iter()
-                .filter_map(|entry| index(&entry.id))
-                .collect();
-            failed.sort_unstable();
-            let reason = format!(
-                "{}: {}",
-                first.code,
-                first.message.as_deref().unwrap_or("no message")
-            );
-            return Err(QueueError::PartiallySent { failed, reason });
-        }
-        let mut ids = vec![None; count];
-        for sent in output.successful {
-            if let Some(slot) = index(&sent.id).and_then(|index| ids.get_mut(index)) {
-                *slot = Some(sent.message_id);
-            }
-        }
-        ids.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
-            QueueError::Unavailable("SendMessageBatch: a message id is missing".into())
-        })
+        let place = |id: &str| id.parse::<usize>().ok().filter(|index| *index < count);
+        let sent = output
+            .successful
+            .into_iter()
+            .filter_map(|entry| Some((place(&entry.id)?, entry.message_id)))
+            .collect();
+        failed.extend(output.failed.into_iter().filter_map(|entry| {
+            Some(SendFailure {
+                index: place(&entry.id)?,
+                sender_fault: entry.sender_fault,
+                reason: format!(
+                    "{}: {}",
+                    entry.code,
+                    entry.message.as_deref().unwrap_or("no message")
+                ),
+            })
+        }));
+        batch_result(count, sent, failed)
     }
 
     async fn receive(
@@ -528,5 +525,52 @@ mod tests {
                 "{what}: {received:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_partial_batch_returns_the_ids_sent_and_each_failure_with_its_fault() {
+        // Messages 0, 2 and 3 went to SQS as entries "0", "2" and "3" (message 1 was
+        // refused before sending); SQS took "0", failed "2" on its side and refused "3".
+        let queue = queue(Recorded {
+            status: 200,
+            query_error: None,
+            body: r#"{"Successful":[{"Id":"0","MessageId":"5fea7756-0ea4-451a-a703-a558b933e274","MD5OfMessageBody":"0cc175b9c0f1b6a831c399e269772661"}],"Failed":[{"Id":"3","SenderFault":true,"Code":"InvalidMessageContents","Message":"Invalid characters found."},{"Id":"2","SenderFault":false,"Code":"InternalError","Message":"We encountered an internal error. Please try again."}]}"#,
+        });
+        let result = queue
+            .send_batch(vec![
+                OutMessage::new("a"),
+                OutMessage::new("refused \u{0}"),
+                OutMessage::new("b"),
+                OutMessage::new("c"),
+            ])
+            .await;
+        let Err(QueueError::PartiallySent { sent, failed }) = result else {
+            panic!("expected PartiallySent, got {result:?}");
+        };
+        assert_eq!(
+            sent,
+            [
+                Some("5fea7756-0ea4-451a-a703-a558b933e274".to_owned()),
+                None,
+                None,
+                None
+            ]
+        );
+        let faults: Vec<(usize, bool)> = failed
+            .iter()
+            .map(|failure| (failure.index, failure.sender_fault))
+            .collect();
+        assert_eq!(faults, [(1, true), (2, false), (3, true)]);
+        assert!(failed[0].reason.contains("U+0000"), "{}", failed[0]);
+        assert!(
+            failed[1].reason.starts_with("InternalError: "),
+            "{}",
+            failed[1]
+        );
+        assert!(
+            failed[2].reason.starts_with("InvalidMessageContents: "),
+            "{}",
+            failed[2]
+        );
     }
 }
