@@ -11,12 +11,13 @@
 //!
 //! Only what SQS and its emulators share is checked: for instance not that a stale
 //! receipt handle (from before a message's latest receive) is refused, which SQS does
-//! not promise, nor a receive count after a redrive.
+//! not promise, nor the exact receive count of a dead letter (only that the redrive did
+//! not reset it).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use super::{OutMessage, Queue, QueueError, QueueStats, ReceivedMessage};
+use super::{OutMessage, Queue, QueueError, QueueStats, ReceivedMessage, SendFailure};
 
 /// The max_receive_count of the queues the checks that do not test redrive use: high
 /// enough that none of their receives moves a message.
@@ -39,6 +40,7 @@ where
 {
     let round_trip = make(ROOMY_MAX_RECEIVE_COUNT).await;
     let batches = make(ROOMY_MAX_RECEIVE_COUNT).await;
+    let partial = make(ROOMY_MAX_RECEIVE_COUNT).await;
     let delay = make(ROOMY_MAX_RECEIVE_COUNT).await;
     let visibility = make(ROOMY_MAX_RECEIVE_COUNT).await;
     let change = make(ROOMY_MAX_RECEIVE_COUNT).await;
@@ -47,6 +49,7 @@ where
     tokio::join!(
         send_receive_round_trip(&round_trip),
         batches_hold_one_to_ten_messages(&batches),
+        a_batch_sends_what_is_valid_and_reports_the_rest(&partial),
         a_delay_hides_a_message_until_it_passes(&delay),
         the_visibility_timeout_hides_a_received_message(&visibility),
         change_visibility_to_zero_makes_a_message_visible(&change),
@@ -220,6 +223,13 @@ pub async fn batches_hold_one_to_ten_messages(queue: &dyn Queue) {
         matches!(result, Err(QueueError::Invalid(_))),
         "a delay over 900 s: {result:?}"
     );
+    let result = queue
+        .send_batch(vec![OutMessage::new("nul \u{0} inside")])
+        .await;
+    assert!(
+        matches!(&result, Err(QueueError::Invalid(reason)) if reason.contains("position 4")),
+        "a character SQS does not take, named by its position: {result:?}"
+    );
     let result = queue.receive(0, HIDE, Duration::ZERO).await;
     assert!(
         matches!(result, Err(QueueError::Invalid(_))),
@@ -269,6 +279,78 @@ pub async fn batches_hold_one_to_ten_messages(queue: &dyn Queue) {
         s.visible == 0 && s.in_flight == 0
     })
     .await;
+}
+
+/// SQS reports a batch's messages one by one and sends the valid ones; here the shared
+/// check refuses the invalid ones before SQS sees them, with the same outcome.
+pub async fn a_batch_sends_what_is_valid_and_reports_the_rest(queue: &dyn Queue) {
+    let batch = unique("partial");
+    let result = queue
+        .send_batch(vec![
+            OutMessage::new(format!("{batch}-0")),
+            OutMessage::new(format!("{batch}-1")).delayed(901),
+            OutMessage::new(format!("{batch}-2 \u{FFFF}")),
+            OutMessage::new(format!("{batch}-3")).attribute("n", "3"),
+        ])
+        .await;
+    let Err(QueueError::PartiallySent { sent, failed }) = result else {
+        panic!("a batch with two invalid messages of four: {result:?}");
+    };
+    assert_eq!(sent.len(), 4, "one entry per message: {sent:?}");
+    assert!(
+        sent[0].is_some() && sent[1].is_none() && sent[2].is_none() && sent[3].is_some(),
+        "the valid messages were sent, the others not: {sent:?}"
+    );
+    let faults: Vec<(usize, bool)> = failed
+        .iter()
+        .map(
+            |SendFailure {
+                 index,
+                 sender_fault,
+                 ..
+             }| (*index, *sender_fault),
+        )
+        .collect();
+    assert_eq!(
+        faults,
+        [(1, true), (2, true)],
+        "the failed messages, by index, the sender's fault: {failed:?}"
+    );
+    assert!(
+        failed[0].reason.contains("delay"),
+        "the reason names the delay: {}",
+        failed[0]
+    );
+    assert!(
+        failed[1].reason.contains("U+FFFF"),
+        "the reason names the character: {}",
+        failed[1]
+    );
+
+    let mut received = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while received.len() < 2 && Instant::now() < deadline {
+        received.extend(receive(queue, 10, HIDE, Duration::from_secs(1)).await);
+    }
+    let mut got: Vec<(&str, Option<&String>)> = received
+        .iter()
+        .map(|m| (m.body.as_str(), Some(&m.message_id)))
+        .collect();
+    got.sort();
+    let first = format!("{batch}-0");
+    let last = format!("{batch}-3");
+    assert_eq!(
+        got,
+        [
+            (first.as_str(), sent[0].as_ref()),
+            (last.as_str(), sent[3].as_ref())
+        ],
+        "the sent messages, under the ids returned"
+    );
+    for message in &received {
+        delete(queue, message).await;
+    }
+    assert_nothing_visible(queue, "after a partly sent batch").await;
 }
 
 pub async fn a_delay_hides_a_message_until_it_passes(queue: &dyn Queue) {
@@ -452,6 +534,11 @@ pub async fn redrives_to_the_dead_letter_queue(queue: &dyn Queue, max_receive_co
     assert_eq!(
         dead.message_id, ids[0],
         "the dead letter keeps its message id"
+    );
+    assert!(
+        dead.receive_count > max_receive_count,
+        "the dead letter keeps counting its receives: {}",
+        dead.receive_count
     );
     assert_eq!(dead.body, body, "the dead letter keeps its body");
     assert_eq!(

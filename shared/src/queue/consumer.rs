@@ -2,13 +2,18 @@
 //! hand it to a worker handler as a real `SqsEvent`, then delete every record except the
 //! ones the handler reported in its `SqsBatchResponse`. Failed records stay hidden until
 //! their visibility timeout passes and are received again, and the queue's redrive moves
-//! them to the dead-letter queue after `max_receive_count` receives.
+//! them to the dead-letter queue after `max_receive_count` receives. A handler that
+//! panics fails its whole batch, as an error does, and the consumer goes on, as Lambda's
+//! runtime does.
 
+use std::any::Any;
 use std::collections::HashSet;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
+use futures_util::FutureExt;
 
 use super::{MAX_BATCH, Queue, QueueError, ReceivedMessage};
 
@@ -114,7 +119,16 @@ where
     if messages.is_empty() {
         return Ok(PollOutcome::default());
     }
-    let answer = handler(sqs_event(&messages, settings)).await;
+    let event = sqs_event(&messages, settings);
+    // Unwind safety: a panicking handler leaves nothing of the consumer's half-done, and
+    // the handler's own state is what Lambda would keep in a warm environment too.
+    let answer = match AssertUnwindSafe(async { handler(event).await })
+        .catch_unwind()
+        .await
+    {
+        Ok(answer) => answer.map_err(|error| error.to_string()),
+        Err(panic) => Err(format!("the handler panicked: {}", panic_message(&*panic))),
+    };
     if let Err(error) = &answer {
         tracing::error!(error = %error, records = messages.len(), "worker failed the whole batch");
     }
@@ -135,6 +149,14 @@ where
         deleted,
         failed: messages.len() - done.len(),
     })
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-string payload")
 }
 
 /// Polls until `stop` turns true. A batch being handled is always finished and settled:
@@ -160,6 +182,7 @@ pub async fn run<H, F, E>(
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
     use crate::embedded_db::EmbeddedDb;
@@ -343,6 +366,72 @@ mod tests {
                 failed: 2
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_handler_panic_fails_its_batch_and_the_consumer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = queue(dir.path(), 5);
+        queue
+            .send_batch(vec![OutMessage::new("before"), OutMessage::new("panic")])
+            .await
+            .unwrap();
+        let panicked = AtomicBool::new(false);
+        // (body, receive count) of every record handled to its end.
+        let handled = Mutex::new(Vec::<(String, String)>::new());
+        let handler = |event: SqsEvent| {
+            let (panicked, handled) = (&panicked, &handled);
+            async move {
+                for record in event.records {
+                    let body = record.body.unwrap_or_default();
+                    if body == "panic" && !panicked.swap(true, Ordering::SeqCst) {
+                        panic!("the worker panicked mid-batch");
+                    }
+                    let count = record.attributes["ApproximateReceiveCount"].clone();
+                    handled.lock().unwrap().push((body, count));
+                }
+                Ok::<_, String>(SqsBatchResponse::default())
+            }
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut quick = settings();
+        quick.wait = Duration::from_millis(50);
+        let consumer = run(&queue, quick, handler, stopped);
+        let driver = async {
+            while !panicked.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            queue
+                .send_batch(vec![OutMessage::new("after")])
+                .await
+                .unwrap();
+            while handled.lock().unwrap().len() < 4 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            stop.send(true).unwrap();
+        };
+        tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(consumer, driver)
+        })
+        .await
+        .expect("the consumer kept consuming after the panic");
+
+        let mut handled = handled.into_inner().unwrap();
+        handled.sort();
+        let pair = |body: &str, count: &str| (body.to_owned(), count.to_owned());
+        // "before" was handled in the batch that panicked, then again with "panic" once
+        // their visibility timeout passed: the failed batch was not deleted.
+        assert_eq!(
+            handled,
+            [
+                pair("after", "1"),
+                pair("before", "1"),
+                pair("before", "2"),
+                pair("panic", "2")
+            ]
+        );
+        let stats = queue.stats().await.unwrap();
+        assert_eq!((stats.visible, stats.in_flight), (0, 0));
     }
 
     #[tokio::test]

@@ -4,7 +4,10 @@
 //! being deleted moves to the dead-letter queue on its next receive, as SQS redrives.
 //!
 //! A stored message starts with a fixed 12-byte header (visible-at millis, receive count)
-//! so that depth counts read no JSON.
+//! so that depth counts read no JSON. Receives and `stats` read those headers in send
+//! order (there is no index by visibility), so their cost grows with the queue's depth,
+//! and `stats` reads the dead-letter queue's too: sized for the local runner's queues (a
+//! developer's webhooks), not a server's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{
-    OutMessage, Queue, QueueError, QueueResult, QueueStats, ReceivedMessage, validate_batch,
-    validate_receive_max,
+    CheckedBatch, OutMessage, Queue, QueueError, QueueResult, QueueStats, ReceivedMessage,
+    batch_result, validate_batch, validate_receive_max,
 };
 use crate::embedded_db::{EmbeddedDb, EmbeddedError};
 
@@ -195,7 +198,8 @@ fn find_received(
 }
 
 impl EmbeddedQueue {
-    /// One receive attempt, without waiting.
+    /// One receive attempt, without waiting. It stops at the `max`th message due, so it
+    /// reads every header of the queue only at worst (see the module's doc).
     async fn receive_now(
         &self,
         max: usize,
@@ -209,42 +213,49 @@ impl EmbeddedQueue {
             .db
             .write(move |txn| {
                 let now = now_millis();
+                // Due messages to deliver (at most `max`) and due ones to redrive, which do
+                // not count against `max`: SQS moves them and returns the next ones.
                 let mut due = Vec::new();
+                let mut dead = Vec::new();
                 {
                     let messages = txn.open_table(MESSAGES)?;
                     for entry in messages.range((queue.as_str(), 0)..=(queue.as_str(), u64::MAX))? {
                         let (key, value) = entry?;
-                        let (visible_at, _) = header(value.value())?;
-                        if visible_at <= now {
-                            due.push((key.value().1, Stored::decode(value.value())?));
+                        let (visible_at, receive_count) = header(value.value())?;
+                        if visible_at > now {
+                            continue;
                         }
-                        if due.len() == max {
-                            break;
+                        let sequence = key.value().1;
+                        if dead_letter_queue.is_some() && receive_count >= max_receive_count {
+                            dead.push((sequence, Stored::decode(value.value())?));
+                        } else {
+                            due.push((sequence, Stored::decode(value.value())?));
+                            if due.len() == max {
+                                break;
+                            }
                         }
                     }
                 }
-                let mut received = Vec::new();
-                let mut moved = 0;
-                let mut messages = txn.open_table(MESSAGES)?;
-                for (sequence, mut stored) in due {
-                    if let Some(dlq) = &dead_letter_queue
-                        && stored.receive_count >= max_receive_count
-                    {
-                        messages.remove((queue.as_str(), sequence))?;
-                        let dead = Stored {
+                let moved = dead.len();
+                if let Some(dlq) = &dead_letter_queue {
+                    for (sequence, stored) in dead {
+                        txn.open_table(MESSAGES)?
+                            .remove((queue.as_str(), sequence))?;
+                        // The copy keeps its receive count, as SQS's redrive does.
+                        let copy = Stored {
                             visible_at_millis: now,
-                            receive_count: 0,
                             body: Body {
                                 receipt: None,
                                 ..stored.body
                             },
+                            ..stored
                         };
-                        drop(messages);
-                        append(txn, dlq, &dead)?;
-                        messages = txn.open_table(MESSAGES)?;
-                        moved += 1;
-                        continue;
+                        append(txn, dlq, &copy)?;
                     }
+                }
+                let mut received = Vec::with_capacity(due.len());
+                let mut messages = txn.open_table(MESSAGES)?;
+                for (sequence, mut stored) in due {
                     let nonce = uuid::Uuid::new_v4().simple().to_string();
                     stored.receive_count += 1;
                     stored.visible_at_millis = now.saturating_add(hide_for);
@@ -274,14 +285,15 @@ impl EmbeddedQueue {
 #[async_trait::async_trait]
 impl Queue for EmbeddedQueue {
     async fn send_batch(&self, messages: Vec<OutMessage>) -> QueueResult<Vec<String>> {
-        validate_batch(&messages)?;
+        let count = messages.len();
+        let CheckedBatch { accepted, refused } = validate_batch(messages)?;
         let queue = self.name.clone();
-        let ids = self
+        let sent = self
             .db
             .write(move |txn| {
                 let now = now_millis();
-                let mut ids = Vec::with_capacity(messages.len());
-                for message in &messages {
+                let mut sent = Vec::with_capacity(accepted.len());
+                for (index, message) in &accepted {
                     let id = uuid::Uuid::new_v4().to_string();
                     let stored = Stored {
                         visible_at_millis: now + i64::from(message.delay_seconds) * 1000,
@@ -295,13 +307,13 @@ impl Queue for EmbeddedQueue {
                         },
                     };
                     append(txn, &queue, &stored)?;
-                    ids.push(id);
+                    sent.push((*index, id));
                 }
-                Ok(ids)
+                Ok(sent)
             })
             .await?;
         self.sent.notify_waiters();
-        Ok(ids)
+        batch_result(count, sent, refused)
     }
 
     async fn receive(
@@ -456,6 +468,33 @@ mod tests {
             Err(QueueError::InvalidReceipt)
         ));
         a.delete(handle).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn messages_redriven_by_a_receive_do_not_count_against_its_max() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedDb::open(dir.path()).unwrap();
+        let queue = EmbeddedQueue::open_with_dead_letters(db, "q", "q-dlq", 1).unwrap();
+        let ids = queue
+            .send_batch(vec![OutMessage::new("poison"), OutMessage::new("next")])
+            .await
+            .unwrap();
+        let first = queue
+            .receive(1, Duration::ZERO, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(first[0].message_id, ids[0]);
+
+        // "poison" is due again, first in line, and out of receives: it moves, and the
+        // receive returns "next" instead of coming back empty.
+        let second = queue
+            .receive(1, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap();
+        let bodies: Vec<&str> = second.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["next"]);
+        let stats = queue.stats().await.unwrap();
+        assert_eq!((stats.in_flight, stats.dead_letters), (1, Some(1)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

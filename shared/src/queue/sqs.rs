@@ -13,8 +13,8 @@ use aws_sdk_sqs::types::{
 };
 
 use super::{
-    OutMessage, Queue, QueueError, QueueResult, QueueStats, ReceivedMessage, validate_batch,
-    validate_receive_max,
+    CheckedBatch, OutMessage, Queue, QueueError, QueueResult, QueueStats, ReceivedMessage,
+    SendFailure, batch_result, validate_batch, validate_receive_max,
 };
 use crate::aws::error_chain;
 use crate::telemetry::{observe, observe_waiting};
@@ -54,47 +54,63 @@ fn seconds_up(duration: Duration, max: u64) -> i32 {
     i32::try_from(seconds.min(max)).unwrap_or(i32::MAX)
 }
 
-/// An SDK error that is not an expected outcome: `Invalid` when SQS blames the request,
-/// else `Unavailable` with the error's code or the transport failure.
+/// An SDK error as the port's: `InvalidReceipt` when SQS says the receipt handle no longer
+/// names a message in flight, `Invalid` when it blames the request, else `Unavailable`
+/// with the error's code or the transport failure.
 fn sdk_error<E>(operation: &str, error: SdkError<E>) -> QueueError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let message = error.message().unwrap_or("no message").to_owned();
-    match (&error, error.code()) {
-        (SdkError::ServiceError(_), Some(code)) if is_request_error(code) => {
-            QueueError::Invalid(format!("{operation}: {code}: {message}"))
-        }
-        (SdkError::ServiceError(_), Some(code)) => {
-            QueueError::Unavailable(format!("{operation}: {code}: {message}"))
-        }
-        _ => QueueError::Unavailable(format!("{operation}: {}", error_chain(&error))),
+    let (SdkError::ServiceError(_), Some(code)) = (&error, error.code()) else {
+        return QueueError::Unavailable(format!("{operation}: {}", error_chain(&error)));
+    };
+    let message = error.message().unwrap_or("no message");
+    match blame(code, message) {
+        Blame::Receipt => QueueError::InvalidReceipt,
+        Blame::Request => QueueError::Invalid(format!("{operation}: {code}: {message}")),
+        Blame::Queue => QueueError::Unavailable(format!("{operation}: {code}: {message}")),
     }
 }
 
-fn is_request_error(code: &str) -> bool {
-    matches!(
-        code,
-        "InvalidParameterValue"
-            | "InvalidAttributeName"
-            | "InvalidAttributeValue"
-            | "InvalidMessageContents"
-            | "BatchRequestTooLong"
-            | "TooManyEntriesInBatchRequest"
-            | "EmptyBatchRequest"
-            | "BatchEntryIdsNotDistinct"
-            | "InvalidBatchEntryId"
-            | "MissingParameter"
-    )
+enum Blame {
+    Receipt,
+    Request,
+    Queue,
 }
 
-/// The errors that say a receipt handle does not name a message this queue has in flight.
-fn is_receipt_error<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
-    matches!(error, SdkError::ServiceError(_))
-        && matches!(
-            error.code(),
-            Some("ReceiptHandleIsInvalid" | "InvalidIdFormat" | "MessageNotInflight")
-        )
+/// Whom an SQS error code blames. SQS speaks the JSON protocol with query-compatible
+/// errors: the SDK's `code()` is the legacy code of the `x-amzn-query-error` header when
+/// there is one, which for some errors carries a prefix
+/// (`AWS.SimpleQueueService.MessageNotInflight`), and else the JSON `__type`'s shape name
+/// (`MessageNotInflight`): both forms are matched. moto answers every bad receipt handle
+/// with `ReceiptHandleIsInvalid`; real SQS does so only for a malformed one, and answers
+/// an expired handle, or one whose message was deleted or received again, with
+/// `InvalidParameterValue` about the ReceiptHandle parameter, which only the message
+/// tells apart from other invalid parameters.
+fn blame(code: &str, message: &str) -> Blame {
+    let code = code.strip_prefix("AWS.SimpleQueueService.").unwrap_or(code);
+    match code {
+        "ReceiptHandleIsInvalid" | "InvalidIdFormat" | "MessageNotInflight" => Blame::Receipt,
+        "InvalidParameterValue"
+            if message.contains("ReceiptHandle")
+                || message.contains("receipt handle")
+                || message.contains("Message does not exist") =>
+        {
+            Blame::Receipt
+        }
+        "InvalidParameterValue"
+        | "InvalidAttributeName"
+        | "InvalidAttributeValue"
+        | "InvalidMessageContents"
+        | "BatchRequestTooLong"
+        | "TooManyEntriesInBatchRequest"
+        | "EmptyBatchRequest"
+        | "BatchEntryIdsNotDistinct"
+        | "InvalidBatchEntryId"
+        | "MissingParameter"
+        | "UnsupportedOperation" => Blame::Request,
+        _ => Blame::Queue,
+    }
 }
 
 fn entry(index: usize, message: OutMessage) -> QueueResult<SendMessageBatchRequestEntry> {
@@ -181,11 +197,14 @@ impl SqsQueue {
 #[async_trait::async_trait]
 impl Queue for SqsQueue {
     async fn send_batch(&self, messages: Vec<OutMessage>) -> QueueResult<Vec<String>> {
-        validate_batch(&messages)?;
         let count = messages.len();
-        let entries = messages
+        let CheckedBatch {
+            accepted,
+            refused: mut failed,
+        } = validate_batch(messages)?;
+        // Each entry's id is the message's place in the batch, which SQS's answer names.
+        let entries = accepted
             .into_iter()
-            .enumerate()
             .map(|(index, message)| entry(index, message))
             .collect::<QueueResult<Vec<_>>>()?;
         let request = self
@@ -197,30 +216,24 @@ impl Queue for SqsQueue {
             .await
             .map_err(|error| sdk_error("SendMessageBatch", error))?;
 
-        let index = |id: &str| id.parse::<usize>().ok().filter(|index| *index < count);
-        if let Some(first) = output.failed.first() {
-            let mut failed: Vec<usize> = output
-                .failed
-                .iter()
-                .filter_map(|entry| index(&entry.id))
-                .collect();
-            failed.sort_unstable();
-            let reason = format!(
-                "{}: {}",
-                first.code,
-                first.message.as_deref().unwrap_or("no message")
-            );
-            return Err(QueueError::PartiallySent { failed, reason });
-        }
-        let mut ids = vec![None; count];
-        for sent in output.successful {
-            if let Some(slot) = index(&sent.id).and_then(|index| ids.get_mut(index)) {
-                *slot = Some(sent.message_id);
-            }
-        }
-        ids.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
-            QueueError::Unavailable("SendMessageBatch: a message id is missing".into())
-        })
+        let place = |id: &str| id.parse::<usize>().ok().filter(|index| *index < count);
+        let sent = output
+            .successful
+            .into_iter()
+            .filter_map(|entry| Some((place(&entry.id)?, entry.message_id)))
+            .collect();
+        failed.extend(output.failed.into_iter().filter_map(|entry| {
+            Some(SendFailure {
+                index: place(&entry.id)?,
+                sender_fault: entry.sender_fault,
+                reason: format!(
+                    "{}: {}",
+                    entry.code,
+                    entry.message.as_deref().unwrap_or("no message")
+                ),
+            })
+        }));
+        batch_result(count, sent, failed)
     }
 
     async fn receive(
@@ -260,11 +273,10 @@ impl Queue for SqsQueue {
             .delete_message()
             .queue_url(&self.queue_url)
             .receipt_handle(receipt_handle);
-        match observe("sqs", "DeleteMessage", request.send()).await {
-            Ok(_) => Ok(()),
-            Err(error) if is_receipt_error(&error) => Err(QueueError::InvalidReceipt),
-            Err(error) => Err(sdk_error("DeleteMessage", error)),
-        }
+        observe("sqs", "DeleteMessage", request.send())
+            .await
+            .map(drop)
+            .map_err(|error| sdk_error("DeleteMessage", error))
     }
 
     async fn change_visibility(&self, receipt_handle: &str, timeout: Duration) -> QueueResult<()> {
@@ -274,11 +286,10 @@ impl Queue for SqsQueue {
             .queue_url(&self.queue_url)
             .receipt_handle(receipt_handle)
             .visibility_timeout(seconds_up(timeout, MAX_VISIBILITY_TIMEOUT_SECONDS));
-        match observe("sqs", "ChangeMessageVisibility", request.send()).await {
-            Ok(_) => Ok(()),
-            Err(error) if is_receipt_error(&error) => Err(QueueError::InvalidReceipt),
-            Err(error) => Err(sdk_error("ChangeMessageVisibility", error)),
-        }
+        observe("sqs", "ChangeMessageVisibility", request.send())
+            .await
+            .map(drop)
+            .map_err(|error| sdk_error("ChangeMessageVisibility", error))
     }
 
     async fn stats(&self) -> QueueResult<QueueStats> {
@@ -301,5 +312,265 @@ impl Queue for SqsQueue {
 
     fn dead_letters(&self) -> Option<&dyn Queue> {
         self.dead_letters.as_deref().map(|dlq| dlq as &dyn Queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The adapter against SQS's recorded answers, replayed through a real SDK client so
+    //! that the SDK's own parsing (JSON 1.0 with query-compatible error codes) runs. moto
+    //! answers differently (see `blame`), so these are what pins the mapping to real SQS.
+
+    use aws_sdk_sqs::config::retry::RetryConfig;
+    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+    use aws_smithy_runtime_api::client::http::{
+        HttpConnector, HttpConnectorFuture, SharedHttpConnector, http_client_fn,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    const QUEUE_URL: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/webhooks";
+
+    /// One recorded HTTP answer of SQS, given to every request.
+    #[derive(Clone, Debug)]
+    struct Recorded {
+        status: u16,
+        /// The `x-amzn-query-error` header: the legacy code and the fault.
+        query_error: Option<&'static str>,
+        body: &'static str,
+    }
+
+    /// A 400 as SQS sends it: the query-compatible code in the header, the JSON shape.
+    fn error(query_error: &'static str, body: &'static str) -> Recorded {
+        Recorded {
+            status: 400,
+            query_error: Some(query_error),
+            body,
+        }
+    }
+
+    impl HttpConnector for Recorded {
+        fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+            let status = StatusCode::try_from(self.status).expect("a status code");
+            let mut response = Response::new(status, SdkBody::from(self.body));
+            let headers = response.headers_mut();
+            headers.insert("content-type", "application/x-amz-json-1.0");
+            headers.insert("x-amzn-requestid", "6b0c2fbd-0d26-5a51-9d0b-6a2f3f1e0c41");
+            if let Some(query_error) = self.query_error {
+                headers.insert("x-amzn-query-error", query_error);
+            }
+            HttpConnectorFuture::ready(Ok(response))
+        }
+    }
+
+    fn queue(recorded: Recorded) -> SqsQueue {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKID", "secret", None, None, "test"))
+            .endpoint_url("https://sqs.us-east-1.amazonaws.com")
+            .retry_config(RetryConfig::disabled())
+            .http_client(http_client_fn(move |_, _| {
+                SharedHttpConnector::new(recorded.clone())
+            }))
+            .build();
+        SqsQueue::new(Client::from_conf(config), QUEUE_URL, None)
+    }
+
+    const EXPIRED: &str = r#"{"__type":"com.amazon.coral.service#InvalidParameterValueException","message":"Value AQEBz1Ey0H2rHUTE8nI0aKp/ot7EwVq5 for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired."}"#;
+    const NOT_AVAILABLE: &str = r#"{"__type":"com.amazon.coral.service#InvalidParameterValueException","message":"Value AQEBz1Ey0H2rHUTE8nI0aKp/ot7EwVq5 for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change."}"#;
+    const NOT_INFLIGHT: &str = r#"{"__type":"com.amazonaws.sqs#MessageNotInflight","message":"The message referred to isn't in flight."}"#;
+    const MALFORMED: &str = r#"{"__type":"com.amazonaws.sqs#ReceiptHandleIsInvalid","message":"The input receipt handle \"not-a-handle\" is not a valid receipt handle."}"#;
+
+    #[tokio::test]
+    async fn stale_receipt_handles_are_invalid_receipts() {
+        let cases = [
+            (
+                "expired handle",
+                error("InvalidParameterValue;Sender", EXPIRED),
+            ),
+            (
+                "deleted or received again",
+                error("InvalidParameterValue;Sender", NOT_AVAILABLE),
+            ),
+            (
+                "not in flight",
+                error(
+                    "AWS.SimpleQueueService.MessageNotInflight;Sender",
+                    NOT_INFLIGHT,
+                ),
+            ),
+            (
+                "not in flight, no query-compatible header",
+                Recorded {
+                    status: 400,
+                    query_error: None,
+                    body: NOT_INFLIGHT,
+                },
+            ),
+            (
+                "malformed handle",
+                error("ReceiptHandleIsInvalid;Sender", MALFORMED),
+            ),
+        ];
+        for (what, recorded) in cases {
+            let queue = queue(recorded);
+            let changed = queue.change_visibility("handle", Duration::ZERO).await;
+            assert!(
+                matches!(changed, Err(QueueError::InvalidReceipt)),
+                "change_visibility, {what}: {changed:?}"
+            );
+            let deleted = queue.delete("handle").await;
+            assert!(
+                matches!(deleted, Err(QueueError::InvalidReceipt)),
+                "delete, {what}: {deleted:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invalid_parameter_that_is_not_the_handle_is_an_invalid_request() {
+        let queue = queue(error(
+            "InvalidParameterValue;Sender",
+            r#"{"__type":"com.amazon.coral.service#InvalidParameterValueException","message":"Value 43201 for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]"}"#,
+        ));
+        let result = queue
+            .change_visibility("handle", Duration::from_secs(43_201))
+            .await;
+        assert!(
+            matches!(&result, Err(QueueError::Invalid(reason)) if reason.contains("VisibilityTimeout")),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn batch_errors_are_invalid_requests_in_either_form() {
+        let cases = [
+            (
+                Some("AWS.SimpleQueueService.BatchRequestTooLong;Sender"),
+                r#"{"__type":"com.amazonaws.sqs#BatchRequestTooLong","message":"Batch requests cannot be longer than 1048576 bytes. You have sent 1048577 bytes."}"#,
+            ),
+            (
+                Some("AWS.SimpleQueueService.EmptyBatchRequest;Sender"),
+                r#"{"__type":"com.amazonaws.sqs#EmptyBatchRequest","message":"There should be at least one SendMessageBatchRequestEntry in the request."}"#,
+            ),
+            (
+                Some("AWS.SimpleQueueService.TooManyEntriesInBatchRequest;Sender"),
+                r#"{"__type":"com.amazonaws.sqs#TooManyEntriesInBatchRequest","message":"Maximum number of entries per request are 10. You have sent 11."}"#,
+            ),
+            (
+                Some("AWS.SimpleQueueService.BatchEntryIdsNotDistinct;Sender"),
+                r#"{"__type":"com.amazonaws.sqs#BatchEntryIdsNotDistinct","message":"Id 0 repeated."}"#,
+            ),
+            (
+                Some("AWS.SimpleQueueService.InvalidBatchEntryId;Sender"),
+                r#"{"__type":"com.amazonaws.sqs#InvalidBatchEntryId","message":"A batch entry id can only contain alphanumeric characters, hyphens and underscores."}"#,
+            ),
+            (
+                None,
+                r#"{"__type":"com.amazonaws.sqs#BatchRequestTooLong","message":"Batch requests cannot be longer than 1048576 bytes."}"#,
+            ),
+            (
+                Some("InvalidMessageContents;Sender"),
+                r#"{"__type":"com.amazonaws.sqs#InvalidMessageContents","message":"Invalid characters found."}"#,
+            ),
+        ];
+        for (query_error, body) in cases {
+            let queue = queue(Recorded {
+                status: 400,
+                query_error,
+                body,
+            });
+            let result = queue.send_batch(vec![OutMessage::new("a")]).await;
+            assert!(
+                matches!(result, Err(QueueError::Invalid(_))),
+                "{query_error:?} {body}: {result:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn queue_failures_are_unavailable() {
+        let cases = [
+            error(
+                "AWS.SimpleQueueService.NonExistentQueue;Sender",
+                r#"{"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"The specified queue does not exist."}"#,
+            ),
+            error(
+                "RequestThrottled;Sender",
+                r#"{"__type":"com.amazonaws.sqs#RequestThrottled","message":"Rate exceeded"}"#,
+            ),
+            Recorded {
+                status: 500,
+                query_error: Some("InternalError;Receiver"),
+                body: r#"{"__type":"com.amazon.coral.service#InternalFailure","message":"We encountered an internal error. Please try again."}"#,
+            },
+        ];
+        for recorded in cases {
+            let what = format!("{recorded:?}");
+            let queue = queue(recorded);
+            let deleted = queue.delete("handle").await;
+            assert!(
+                matches!(deleted, Err(QueueError::Unavailable(_))),
+                "{what}: {deleted:?}"
+            );
+            let received = queue
+                .receive(1, Duration::from_secs(30), Duration::ZERO)
+                .await;
+            assert!(
+                matches!(received, Err(QueueError::Unavailable(_))),
+                "{what}: {received:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_partial_batch_returns_the_ids_sent_and_each_failure_with_its_fault() {
+        // Messages 0, 2 and 3 went to SQS as entries "0", "2" and "3" (message 1 was
+        // refused before sending); SQS took "0", failed "2" on its side and refused "3".
+        let queue = queue(Recorded {
+            status: 200,
+            query_error: None,
+            body: r#"{"Successful":[{"Id":"0","MessageId":"5fea7756-0ea4-451a-a703-a558b933e274","MD5OfMessageBody":"0cc175b9c0f1b6a831c399e269772661"}],"Failed":[{"Id":"3","SenderFault":true,"Code":"InvalidMessageContents","Message":"Invalid characters found."},{"Id":"2","SenderFault":false,"Code":"InternalError","Message":"We encountered an internal error. Please try again."}]}"#,
+        });
+        let result = queue
+            .send_batch(vec![
+                OutMessage::new("a"),
+                OutMessage::new("refused \u{0}"),
+                OutMessage::new("b"),
+                OutMessage::new("c"),
+            ])
+            .await;
+        let Err(QueueError::PartiallySent { sent, failed }) = result else {
+            panic!("expected PartiallySent, got {result:?}");
+        };
+        assert_eq!(
+            sent,
+            [
+                Some("5fea7756-0ea4-451a-a703-a558b933e274".to_owned()),
+                None,
+                None,
+                None
+            ]
+        );
+        let faults: Vec<(usize, bool)> = failed
+            .iter()
+            .map(|failure| (failure.index, failure.sender_fault))
+            .collect();
+        assert_eq!(faults, [(1, true), (2, false), (3, true)]);
+        assert!(failed[0].reason.contains("U+0000"), "{}", failed[0]);
+        assert!(
+            failed[1].reason.starts_with("InternalError: "),
+            "{}",
+            failed[1]
+        );
+        assert!(
+            failed[2].reason.starts_with("InvalidMessageContents: "),
+            "{}",
+            failed[2]
+        );
     }
 }
