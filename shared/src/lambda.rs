@@ -56,7 +56,8 @@ pub async fn serve_sqs<H: QueueHandler>() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let id = event.context.request_id;
         let span = crate::telemetry::invocation_span(&id, &id);
-        let batch = process_batch(Arc::clone(&handler), event.payload);
+        let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+        let batch = process_batch(Arc::clone(&handler), event.payload, deadline_ms);
         async move { Ok::<_, Infallible>(batch.await) }.instrument(span)
     }))
     .await
@@ -64,8 +65,13 @@ pub async fn serve_sqs<H: QueueHandler>() -> Result<(), lambda_runtime::Error> {
 
 /// Processes every record of `event` concurrently, each in its own task and log span,
 /// and reports the ones that failed or panicked (Lambda's partial batch response, with
-/// `ReportBatchItemFailures`): only those are delivered again.
-pub async fn process_batch<H: QueueHandler>(handler: Arc<H>, event: SqsEvent) -> SqsBatchResponse {
+/// `ReportBatchItemFailures`): only those are delivered again. The invocation times out
+/// at `deadline_ms` (milliseconds since the epoch).
+pub async fn process_batch<H: QueueHandler>(
+    handler: Arc<H>,
+    event: SqsEvent,
+    deadline_ms: i64,
+) -> SqsBatchResponse {
     let mut records = JoinSet::new();
     let mut ids = HashMap::new();
     for record in event.records {
@@ -74,7 +80,7 @@ pub async fn process_batch<H: QueueHandler>(handler: Arc<H>, event: SqsEvent) ->
         // empty one, Lambda fails the whole batch, so it is never lost.
         let id = record.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!("record", message_id = %id);
-        let task = async move { handler.process(record).await }.instrument(span);
+        let task = async move { handler.process(record, deadline_ms).await }.instrument(span);
         let abort = records.spawn(task);
         // A panic surfaces as a join error carrying only the task id: keep the mapping.
         ids.insert(abort.id(), id);
@@ -139,7 +145,7 @@ mod tests {
             Err(ConfigError::Missing("built directly in the test"))
         }
 
-        async fn process(&self, record: SqsMessage) -> Result<(), Refused> {
+        async fn process(&self, record: SqsMessage, _deadline_ms: i64) -> Result<(), Refused> {
             self.started.wait().await;
             let body = record.body.unwrap_or_default();
             match body.as_str() {
@@ -177,7 +183,7 @@ mod tests {
         });
         let response = tokio::time::timeout(
             Duration::from_secs(10),
-            process_batch(Arc::clone(&worker), event(&bodies)),
+            process_batch(Arc::clone(&worker), event(&bodies), i64::MAX),
         )
         .await
         .expect("the records of a batch run concurrently");
@@ -200,7 +206,7 @@ mod tests {
             started: Barrier::new(1),
             done: Mutex::new(Vec::new()),
         });
-        let response = process_batch(worker, SqsEvent::default()).await;
+        let response = process_batch(worker, SqsEvent::default(), i64::MAX).await;
         assert!(response.batch_item_failures.is_empty());
     }
 }

@@ -68,7 +68,8 @@ impl Tenants {
         }
     }
 
-    async fn find(&self, seller_id: u64) -> StoreResult<Option<String>> {
+    /// The tenant of Mercado Livre seller `seller_id`, if they ever signed in.
+    pub async fn find(&self, seller_id: u64) -> StoreResult<Option<String>> {
         let Some(item) = self.store.get(&seller_key(seller_id)).await? else {
             return Ok(None);
         };

@@ -12,6 +12,7 @@ pub mod me;
 pub mod token_refresher;
 pub mod webhook_mercadolivre;
 pub mod webhook_meta;
+pub mod webhook_worker;
 
 use std::future::Future;
 
@@ -65,8 +66,11 @@ pub trait QueueHandler: Sized + Send + Sync + 'static {
 
     fn build(services: &Services) -> Result<Self, ConfigError>;
 
+    /// Processes one record of an invocation that times out at `deadline_ms` (milliseconds
+    /// since the epoch).
     fn process(
         &self,
         record: aws_lambda_events::sqs::SqsMessage,
+        deadline_ms: i64,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }

@@ -77,6 +77,7 @@ impl WebhookMercadoLivre {
             dedupe_key: notification.dedupe_key(),
             correlation_id: request_ids(request).correlation_id,
             payload,
+            deferrals: 0,
         })
     }
 }

@@ -115,6 +115,7 @@ impl WebhookMeta {
                 dedupe_key: change.dedupe_key,
                 correlation_id: correlation_id.clone(),
                 payload: change.payload,
+                deferrals: 0,
             })
             .collect())
     }

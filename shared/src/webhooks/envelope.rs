@@ -34,6 +34,14 @@ pub struct Envelope {
     pub correlation_id: String,
     /// The provider's JSON exactly as received (for Meta: one change of the body).
     pub payload: Box<RawValue>,
+    /// How often the worker has put it back for later (rate limited, provider down):
+    /// each deferral waits longer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deferrals: u32,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 impl Envelope {
@@ -60,6 +68,7 @@ mod tests {
             dedupe_key: "meta:wamid.1".into(),
             correlation_id: "corr-1".into(),
             payload: RawValue::from_string(payload.into()).unwrap(),
+            deferrals: 0,
         };
         let message = envelope.to_message().unwrap();
         let back = Envelope::from_message(&message.body).unwrap();

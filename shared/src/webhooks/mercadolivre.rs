@@ -45,6 +45,14 @@ impl Notification {
         Ok(notification)
     }
 
+    /// A notification the ingest accepted, from its envelope's payload.
+    pub fn from_payload(payload: &serde_json::value::RawValue) -> Result<Self, WebhookError> {
+        serde_json::from_str(payload.get()).map_err(|error| WebhookError::Malformed {
+            what: "Mercado Livre notification",
+            reason: error.to_string(),
+        })
+    }
+
     /// Its `_id`; without one, what identifies the change it reports.
     pub fn dedupe_key(&self) -> String {
         match &self.id {

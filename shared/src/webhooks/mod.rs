@@ -5,6 +5,7 @@
 //! provider gets its 200 quickly and nothing accepted is lost: once SendMessage has
 //! succeeded the worker applies it or it ends in the dead-letter queue.
 
+pub mod deferral;
 pub mod envelope;
 pub mod mercadolivre;
 pub mod meta;
