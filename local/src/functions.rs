@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_http::{Body, Request, Response};
 use shared::config::ConfigError;
 use shared::handlers::auth_callback::AuthCallback;
@@ -17,7 +18,8 @@ use shared::handlers::me::Me;
 use shared::handlers::token_refresher::TokenRefresher;
 use shared::handlers::webhook_mercadolivre::WebhookMercadoLivre;
 use shared::handlers::webhook_meta::WebhookMeta;
-use shared::handlers::{HttpHandler, ScheduledHandler};
+use shared::handlers::webhook_worker::WebhookWorker;
+use shared::handlers::{HttpHandler, QueueHandler, ScheduledHandler};
 use shared::http::ApiError;
 use shared::services::Services;
 use shared::store::EpochSeconds;
@@ -27,6 +29,9 @@ pub type Handler =
     Arc<dyn Fn(Request) -> BoxFuture<Result<Response<Body>, ApiError>> + Send + Sync>;
 /// One run of a scheduled worker at a time: its error, if it failed, as text.
 pub type Run = Arc<dyn Fn(EpochSeconds) -> BoxFuture<Result<(), String>> + Send + Sync>;
+/// One batch of a queue worker, answered as Lambda's partial batch response; the second
+/// argument is the invocation's deadline (milliseconds since the epoch).
+pub type Batch = Arc<dyn Fn(SqsEvent, i64) -> BoxFuture<SqsBatchResponse> + Send + Sync>;
 
 /// Builds one function's handler, named by its function.
 type Build<T> = fn(&Services) -> Result<(&'static str, T), ConfigError>;
@@ -45,6 +50,9 @@ const HTTP: &[Build<Handler>] = &[
 
 /// Every scheduled worker's handler.
 const SCHEDULED: &[Build<Run>] = &[scheduled::<TokenRefresher>];
+
+/// Every queue worker's handler.
+const QUEUED: &[Build<Batch>] = &[queued::<WebhookWorker>];
 
 fn http<H: HttpHandler>(services: &Services) -> Result<(&'static str, Handler), ConfigError> {
     let handler = Arc::new(H::build(services)?);
@@ -68,10 +76,23 @@ fn scheduled<H: ScheduledHandler>(services: &Services) -> Result<(&'static str, 
     Ok((H::FUNCTION, run))
 }
 
+fn queued<H: QueueHandler>(services: &Services) -> Result<(&'static str, Batch), ConfigError> {
+    let handler = Arc::new(H::build(services)?);
+    let batch: Batch = Arc::new(move |event, deadline_ms| {
+        Box::pin(shared::lambda::process_batch(
+            Arc::clone(&handler),
+            event,
+            deadline_ms,
+        ))
+    });
+    Ok((H::FUNCTION, batch))
+}
+
 /// The handlers of every function, by name.
 pub struct Functions {
     http: BTreeMap<&'static str, Handler>,
     scheduled: BTreeMap<&'static str, Run>,
+    queued: BTreeMap<&'static str, Batch>,
 }
 
 impl Functions {
@@ -82,6 +103,10 @@ impl Functions {
                 .map(|build| build(services))
                 .collect::<Result<_, _>>()?,
             scheduled: SCHEDULED
+                .iter()
+                .map(|build| build(services))
+                .collect::<Result<_, _>>()?,
+            queued: QUEUED
                 .iter()
                 .map(|build| build(services))
                 .collect::<Result<_, _>>()?,
@@ -102,6 +127,15 @@ impl Functions {
     pub fn scheduled(&self, function: &str) -> Run {
         match self.scheduled.get(function) {
             Some(run) => Arc::clone(run),
+            None => panic!("the local runner has no handler for worker {function:?}"),
+        }
+    }
+
+    /// The batch handler of queue worker `function`. Every queue worker of the worker
+    /// table has one (a test checks it).
+    pub fn queued(&self, function: &str) -> Batch {
+        match self.queued.get(function) {
+            Some(batch) => Arc::clone(batch),
             None => panic!("the local runner has no handler for worker {function:?}"),
         }
     }
@@ -151,5 +185,13 @@ mod tests {
             .map(|worker| worker.function)
             .collect();
         assert_eq!(scheduled, workers);
+
+        let queued: BTreeSet<&str> = functions.queued.keys().copied().collect();
+        let consumers: BTreeSet<&str> = WORKERS
+            .iter()
+            .filter(|worker| worker.trigger == Trigger::WebhookQueue)
+            .map(|worker| worker.function)
+            .collect();
+        assert_eq!(queued, consumers);
     }
 }

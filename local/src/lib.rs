@@ -8,7 +8,7 @@ mod convert;
 mod functions;
 mod local_secrets;
 pub mod sandbox;
-mod schedules;
+mod workers;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -59,8 +59,8 @@ pub fn router(functions: Arc<Functions>, sandbox: Option<&Arc<Sandbox>>) -> Rout
         })
 }
 
-/// Serves until `shutdown` resolves, then drains the requests in flight and the
-/// scheduled run in progress.
+/// Serves until `shutdown` resolves, then drains the requests in flight, the scheduled
+/// runs and the queue batches in progress.
 pub async fn serve(
     config: &Config,
     listener: TcpListener,
@@ -81,9 +81,10 @@ pub async fn serve(
         .into_make_service_with_connect_info::<SocketAddr>();
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let schedules = tokio::spawn(schedules::run(
+    let workers = tokio::spawn(workers::run(
         Arc::clone(&functions),
         services.clock(),
+        services.webhook_queue(),
         stopped,
     ));
     tracing::info!(
@@ -96,7 +97,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     let _ = stop.send(true);
-    let _ = schedules.await;
+    let _ = workers.await;
     tracing::info!("stopped");
     Ok(())
 }

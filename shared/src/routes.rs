@@ -69,6 +69,8 @@ pub const ROUTES: &[Route] = &[
 pub enum Trigger {
     /// An EventBridge schedule, `rate(N minutes)` in template.yaml.
     Every { minutes: u32 },
+    /// The webhook queue's records, in batches (an SQS event source).
+    WebhookQueue,
 }
 
 /// A function that serves no route: a worker, and what starts it.
@@ -81,7 +83,13 @@ pub struct Worker {
 
 /// THE worker table: the local runner starts each worker by it, and a test asserts
 /// template.yaml declares exactly these functions with these triggers.
-pub const WORKERS: &[Worker] = &[Worker {
-    function: "token-refresher",
-    trigger: Trigger::Every { minutes: 5 },
-}];
+pub const WORKERS: &[Worker] = &[
+    Worker {
+        function: "token-refresher",
+        trigger: Trigger::Every { minutes: 5 },
+    },
+    Worker {
+        function: "webhook-worker",
+        trigger: Trigger::WebhookQueue,
+    },
+];

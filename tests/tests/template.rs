@@ -76,6 +76,7 @@ fn template_workers_equal_the_worker_table() {
         .map(|worker| {
             let trigger = match worker.trigger {
                 shared::routes::Trigger::Every { minutes } => format!("rate({minutes} minutes)"),
+                shared::routes::Trigger::WebhookQueue => "sqs".to_owned(),
             };
             (worker.function.to_owned(), trigger)
         })
