@@ -584,7 +584,7 @@ const AUTH_FUNCTION_DYNAMODB: &[(&str, &[&str], &[&str])] = &[
 ];
 
 #[test]
-fn auth_functions_get_exactly_the_table_actions_their_handlers_use_and_no_queue() {
+fn auth_functions_get_exactly_the_actions_their_handlers_use() {
     let doc = template::load();
     let by_binary: BTreeMap<&str, &Value> = functions(&doc)
         .into_iter()
@@ -609,6 +609,16 @@ fn auth_functions_get_exactly_the_table_actions_their_handlers_use_and_no_queue(
                             let part = table_part(resource).unwrap_or("other");
                             granted.entry(part).or_default().insert(action);
                         }
+                    }
+                    "sqs" if *binary == "auth-callback" => {
+                        // It re-sends the seller's parked webhooks, and nothing else.
+                        assert_eq!(action, "sqs:SendMessage", "{binary}");
+                        let targets: Vec<_> = statement_resources(statement)
+                            .iter()
+                            .flat_map(|r| template::references(r))
+                            .map(|r| r.target)
+                            .collect();
+                        assert_eq!(targets, ["WebhookQueue.Arn"], "{binary}: queue resource");
                     }
                     "secretsmanager" => {
                         assert_eq!(action, "secretsmanager:GetSecretValue", "{binary}");

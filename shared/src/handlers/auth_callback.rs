@@ -1,7 +1,8 @@
 //! GET /auth/callback: Mercado Livre sends the browser back here. The login's state is
 //! taken exactly once, the code exchanged with its PKCE verifier, the seller identified,
 //! their tenant found or made, the grant stored sealed, and a session started (ending
-//! any earlier one of theirs). Any refusal is a clear problem, never a 500 with
+//! any earlier one of theirs). Webhooks parked while the grant needed reconnecting go
+//! back on the queue. Any refusal is a clear problem, never a 500 with
 //! internals.
 
 use std::sync::Arc;
@@ -20,8 +21,10 @@ use crate::auth::{cookie, user_id};
 use crate::clock::Clock;
 use crate::config::ConfigError;
 use crate::http::{ApiError, query_param, redirect};
+use crate::queue::Queue;
 use crate::services::Services;
 use crate::upstream::{ClientCredentials, MercadoLivre, UpstreamError};
+use crate::webhooks::parking::Parking;
 
 const START_AGAIN: &str = "Start again at /auth/login.";
 
@@ -30,6 +33,8 @@ pub struct AuthCallback {
     tenants: Tenants,
     grants: Grants,
     sessions: Sessions,
+    parking: Parking,
+    webhook_queue: Arc<dyn Queue>,
     mercadolivre: Arc<MercadoLivre>,
     clock: Arc<dyn Clock>,
     credentials: ClientCredentials,
@@ -51,6 +56,8 @@ impl HttpHandler for AuthCallback {
             tenants: Tenants::new(services.store()),
             grants: services.grants()?,
             sessions: services.sessions()?,
+            parking: Parking::new(services.store()),
+            webhook_queue: services.webhook_queue(),
             mercadolivre: services.mercadolivre()?,
             clock: services.clock(),
             credentials: services.client_credentials()?,
@@ -133,6 +140,19 @@ impl HttpHandler for AuthCallback {
                 SessionError::Token(error) => ApiError::Internal(error.to_string()),
             })?;
         tracing::info!(tenant = %tenant, seller_id = seller.id, "seller signed in");
+        // The sign-in succeeded whatever happens here: what is not replayed now stays
+        // parked for the next sign-in.
+        match self
+            .parking
+            .replay(&tenant, self.webhook_queue.as_ref())
+            .await
+        {
+            Ok(0) => {}
+            Ok(replayed) => tracing::info!(tenant = %tenant, replayed, "parked webhooks replayed"),
+            Err(error) => {
+                tracing::warn!(tenant = %tenant, error = %error, "replaying parked webhooks failed")
+            }
+        }
 
         let location = if pending.return_to.starts_with('/') {
             format!("{}{}", self.base_path, pending.return_to)

@@ -8,7 +8,8 @@
 //!    transaction with the receipt's completion.
 //!
 //! Work that cannot run now is deferred (re-sent with a delay, this delivery
-//! acknowledged); a real failure is retried with a backoff and dead-lettered, intact,
+//! acknowledged), or parked under the tenant when the seller must sign in again (the
+//! sign-in replays it: `crate::webhooks::parking`); a real failure is retried with a backoff and dead-lettered, intact,
 //! after `deferral::MAX_ATTEMPTS`. See `crate::webhooks::deferral`.
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::upstream::{Disposition, MercadoLivre, UpstreamError};
 use crate::webhooks::deferral::{self, MAX_ATTEMPTS};
 use crate::webhooks::mercadolivre::Notification;
 use crate::webhooks::meta::ChangeContent;
+use crate::webhooks::parking::Parking;
 use crate::webhooks::receipts::{Claim, Receipt, Receipts};
 use crate::webhooks::{self, Envelope, Source, WebhookError};
 
@@ -40,6 +42,7 @@ const REAUTHORIZE_WAIT: Duration = Duration::from_secs(300);
 
 pub struct WebhookWorker {
     receipts: Receipts,
+    parking: Parking,
     inbox: Inbox,
     tenants: Tenants,
     channels: Channels,
@@ -63,12 +66,16 @@ pub enum WorkError {
     #[error(transparent)]
     Webhook(#[from] WebhookError),
     #[error("the seller's Mercado Livre grant needs reconnecting")]
-    NeedsReconnect,
+    NeedsReconnect { tenant: String },
 }
 
 /// What the worker does with work that failed.
 enum Next {
     Defer(Duration),
+    /// Until the seller signs in again.
+    Park {
+        tenant: String,
+    },
     Retry,
     DeadLetter,
 }
@@ -82,8 +89,9 @@ impl WorkError {
                 Disposition::Retry => Next::Retry,
                 Disposition::GiveUp => Next::DeadLetter,
             },
-            // Until parking lands, waiting for the seller to sign in again is a deferral.
-            WorkError::NeedsReconnect => Next::Defer(REAUTHORIZE_WAIT),
+            WorkError::NeedsReconnect { tenant } => Next::Park {
+                tenant: tenant.clone(),
+            },
             WorkError::Webhook(_) => Next::DeadLetter,
             WorkError::Store(StoreError::Invalid(_) | StoreError::Corrupt(_)) => Next::DeadLetter,
             WorkError::Store(_) | WorkError::Grant(_) | WorkError::Queue(_) => Next::Retry,
@@ -124,6 +132,7 @@ impl QueueHandler for WebhookWorker {
         let store = services.store();
         Ok(Self {
             receipts: Receipts::new(Arc::clone(&store)),
+            parking: Parking::new(Arc::clone(&store)),
             inbox: Inbox::new(Arc::clone(&store)),
             tenants: Tenants::new(Arc::clone(&store)),
             channels: Channels::new(store),
@@ -174,6 +183,14 @@ impl QueueHandler for WebhookWorker {
         }
         match error.next() {
             Next::Defer(wait) => self.defer(&envelope, wait).await,
+            Next::Park { tenant } => {
+                self.parking
+                    .park(&tenant, &envelope, self.clock.now_secs())
+                    .await?;
+                tracing::info!(tenant = %tenant, dedupe_key = %envelope.dedupe_key, "webhook parked until the seller reconnects");
+                count(envelope.source, "Parked");
+                Ok(())
+            }
             Next::DeadLetter => {
                 self.dead_letter(&delivery, Some(envelope.source), &error.to_string())
                     .await
@@ -239,7 +256,7 @@ impl WebhookWorker {
         };
         let grant = match self.grants.load(&tenant).await? {
             Some(grant) if grant.info.status == GrantStatus::Ok => grant,
-            _ => return Err(WorkError::NeedsReconnect),
+            _ => return Err(WorkError::NeedsReconnect { tenant }),
         };
         let token = &grant.tokens.access_token;
         let seller_id = notification.user_id;
@@ -786,5 +803,33 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn a_grant_that_needs_reconnecting_parks_the_notification() {
+        let f = fixture_worker().await;
+        let grants = &f.worker.grants;
+        let mut grant = grants.load(&f.tenant).await.unwrap().unwrap();
+        grant.info.status = GrantStatus::NeedsReconnect;
+        grants.connect(grant.info, &grant.tokens).await.unwrap();
+
+        f.worker
+            .process(record("m1", &question_envelope(), 1), deadline())
+            .await
+            .unwrap();
+        let parking = Parking::new(Arc::clone(&f.store));
+        assert_eq!(parking.count(&f.tenant, 10).await.unwrap(), 1);
+        assert_eq!(
+            f.queue.stats().await.unwrap().delayed,
+            0,
+            "parked, not deferred"
+        );
+        assert!(
+            !Receipts::new(Arc::clone(&f.store))
+                .is_completed("mercadolivre:q1")
+                .await
+                .unwrap()
+        );
+        assert!(f.waiting(&f.dead_letters).await.is_empty());
     }
 }

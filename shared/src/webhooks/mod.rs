@@ -9,6 +9,7 @@ pub mod deferral;
 pub mod envelope;
 pub mod mercadolivre;
 pub mod meta;
+pub mod parking;
 pub mod receipts;
 
 pub use envelope::{Envelope, Source};
