@@ -72,15 +72,19 @@ async fn data_survives_a_restart_and_sigterm_stops_it_cleanly() {
         let queue =
             EmbeddedQueue::open_with_dead_letters(db, WEBHOOK_QUEUE, WEBHOOK_DEAD_LETTER_QUEUE, 5)
                 .unwrap();
+        // Delayed, so that the runner's queue consumer leaves them alone.
         queue
-            .send_batch(vec![OutMessage::new("one"), OutMessage::new("two")])
+            .send_batch(vec![
+                OutMessage::new("one").delayed(900),
+                OutMessage::new("two").delayed(900),
+            ])
             .await
             .unwrap();
     }
     let env = [("HEALTH_CACHE_MS", "0")];
 
     let runner = LocalRunner::start(dir.path(), &env);
-    assert_eq!(queued(&runner).await["visible"], 2);
+    assert_eq!(queued(&runner).await["delayed"], 2);
     let status = runner.terminate();
     assert!(
         status.success(),
@@ -89,7 +93,7 @@ async fn data_survives_a_restart_and_sigterm_stops_it_cleanly() {
 
     let runner = LocalRunner::start(dir.path(), &env);
     assert_eq!(
-        queued(&runner).await["visible"],
+        queued(&runner).await["delayed"],
         2,
         "the messages are still there after a restart"
     );
@@ -103,5 +107,5 @@ async fn data_survives_a_restart_and_sigterm_stops_it_cleanly() {
     let queue =
         EmbeddedQueue::open_with_dead_letters(db, WEBHOOK_QUEUE, WEBHOOK_DEAD_LETTER_QUEUE, 5)
             .unwrap();
-    assert_eq!(queue.stats().await.unwrap().visible, 2);
+    assert_eq!(queue.stats().await.unwrap().delayed, 2);
 }
