@@ -30,39 +30,22 @@ pub async fn build(config: &Config) -> Result<Adapters, EmbeddedError> {
         StoreBackend::DynamoDb { table } => Arc::new(dynamo_store(aws().await, table)),
         StoreBackend::Embedded => Arc::new(EmbeddedStore::open(embedded_db()?)?),
     };
-    let (webhook_queue, webhook_dead_letters): (Arc<dyn Queue>, Option<Arc<dyn Queue>>) =
-        match &config.queue {
-            QueueBackend::Sqs {
-                queue_url,
-                dead_letter_url,
-            } => {
-                let sdk = aws().await;
-                (
-                    Arc::new(sqs_queue(sdk, queue_url, dead_letter_url.clone())),
-                    dead_letter_url
-                        .as_deref()
-                        .map(|url| Arc::new(sqs_queue(sdk, url, None)) as Arc<dyn Queue>),
-                )
-            }
-            QueueBackend::Embedded { max_receive_count } => {
-                let db = embedded_db()?;
-                (
-                    Arc::new(EmbeddedQueue::open_with_dead_letters(
-                        db.clone(),
-                        WEBHOOK_QUEUE,
-                        WEBHOOK_DEAD_LETTER_QUEUE,
-                        *max_receive_count,
-                    )?),
-                    Some(Arc::new(EmbeddedQueue::open(
-                        db,
-                        WEBHOOK_DEAD_LETTER_QUEUE,
-                    )?)),
-                )
-            }
-        };
+    let webhook_queue: Arc<dyn Queue> = match &config.queue {
+        QueueBackend::Sqs {
+            queue_url,
+            dead_letter_url,
+        } => Arc::new(sqs_queue(aws().await, queue_url, dead_letter_url.clone())),
+        QueueBackend::Embedded { max_receive_count } => {
+            Arc::new(EmbeddedQueue::open_with_dead_letters(
+                embedded_db()?,
+                WEBHOOK_QUEUE,
+                WEBHOOK_DEAD_LETTER_QUEUE,
+                *max_receive_count,
+            )?)
+        }
+    };
     Ok(Adapters {
         store,
         webhook_queue,
-        webhook_dead_letters,
     })
 }

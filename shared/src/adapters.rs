@@ -14,9 +14,6 @@ use crate::store::dynamodb::DynamoStore;
 pub struct Adapters {
     pub store: Arc<dyn Store>,
     pub webhook_queue: Arc<dyn Queue>,
-    /// The webhook queue's dead-letter queue, when configured: the worker sends what it
-    /// gives up on there itself.
-    pub webhook_dead_letters: Option<Arc<dyn Queue>>,
 }
 
 impl Adapters {
@@ -38,13 +35,9 @@ impl Adapters {
             });
         };
         let sdk = crate::aws::sdk_config().await;
-        let dead_letters = dead_letter_url
-            .as_deref()
-            .map(|url| Arc::new(sqs_queue(&sdk, url, None)) as Arc<dyn Queue>);
         Ok(Self {
             store: Arc::new(dynamo_store(&sdk, table)),
             webhook_queue: Arc::new(sqs_queue(&sdk, queue_url, dead_letter_url.clone())),
-            webhook_dead_letters: dead_letters,
         })
     }
 }

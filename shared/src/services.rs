@@ -39,7 +39,6 @@ pub struct Services {
     config: Config,
     store: Arc<dyn Store>,
     webhook_queue: Arc<dyn Queue>,
-    webhook_dead_letters: Option<Arc<dyn Queue>>,
     clock: Arc<dyn Clock>,
     upstash: OnceLock<Option<Upstash>>,
     shared_limiter: OnceLock<Option<SharedLimiter>>,
@@ -64,7 +63,6 @@ impl Services {
             config,
             store: adapters.store,
             webhook_queue: adapters.webhook_queue,
-            webhook_dead_letters: adapters.webhook_dead_letters,
             clock: Arc::new(SystemClock),
             upstash: OnceLock::new(),
             shared_limiter: OnceLock::new(),
@@ -92,13 +90,6 @@ impl Services {
 
     pub fn webhook_queue(&self) -> Arc<dyn Queue> {
         Arc::clone(&self.webhook_queue)
-    }
-
-    /// The webhook queue's dead-letter queue (WEBHOOK_DLQ_URL in AWS).
-    pub fn webhook_dead_letters(&self) -> Result<Arc<dyn Queue>, ConfigError> {
-        self.webhook_dead_letters
-            .clone()
-            .ok_or(ConfigError::Missing("WEBHOOK_DLQ_URL"))
     }
 
     pub fn clock(&self) -> Arc<dyn Clock> {
@@ -252,9 +243,8 @@ mod tests {
         let adapters = Adapters {
             store: Arc::new(EmbeddedStore::open(db.clone()).unwrap()),
             webhook_queue: Arc::new(
-                EmbeddedQueue::open_with_dead_letters(db.clone(), "q", "d", 5).unwrap(),
+                EmbeddedQueue::open_with_dead_letters(db, "q", "d", 5).unwrap(),
             ),
-            webhook_dead_letters: Some(Arc::new(EmbeddedQueue::open(db, "d").unwrap())),
         };
         (dir, Services::new(Config { profile, ..config }, adapters))
     }

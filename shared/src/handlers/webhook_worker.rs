@@ -48,8 +48,8 @@ pub struct WebhookWorker {
     channels: Channels,
     grants: Grants,
     mercadolivre: Arc<MercadoLivre>,
+    /// The webhook queue; it has a dead-letter queue (checked at build).
     queue: Arc<dyn Queue>,
-    dead_letters: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
 }
 
@@ -130,6 +130,10 @@ impl QueueHandler for WebhookWorker {
 
     fn build(services: &Services) -> Result<Self, ConfigError> {
         let store = services.store();
+        let queue = services.webhook_queue();
+        if queue.dead_letters().is_none() {
+            return Err(ConfigError::Missing("WEBHOOK_DLQ_URL"));
+        }
         Ok(Self {
             receipts: Receipts::new(Arc::clone(&store)),
             parking: Parking::new(Arc::clone(&store)),
@@ -138,8 +142,7 @@ impl QueueHandler for WebhookWorker {
             channels: Channels::new(store),
             grants: services.grants()?,
             mercadolivre: services.mercadolivre()?,
-            queue: services.webhook_queue(),
-            dead_letters: services.webhook_dead_letters()?,
+            queue,
             clock: services.clock(),
         })
     }
@@ -384,7 +387,10 @@ impl WebhookWorker {
             error,
             "webhook dead-lettered"
         );
-        self.dead_letters
+        let dead_letters = self.queue.dead_letters().ok_or_else(|| {
+            QueueError::Invalid("the webhook queue has no dead-letter queue".into())
+        })?;
+        dead_letters
             .send_batch(vec![deferral::dead_letter(
                 delivery.body,
                 error,
@@ -507,7 +513,6 @@ mod tests {
             Adapters {
                 store: Arc::clone(&store),
                 webhook_queue: queue.clone(),
-                webhook_dead_letters: Some(dead_letters.clone()),
             },
         )
         .with_clock(clock.clone());
