@@ -19,6 +19,11 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/v1/admin/queues",
+        function: "health",
+    },
+    Route {
+        method: "GET",
         path: "/auth/login",
         function: "auth-login",
     },

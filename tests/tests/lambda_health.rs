@@ -25,6 +25,8 @@ struct Deployment {
     table: String,
     queue_url: String,
     dlq_url: String,
+    /// SESSION_SIGNING_KEY: GET /v1/admin/queues checks sessions.
+    signing_key: String,
 }
 
 impl Deployment {
@@ -39,16 +41,18 @@ impl Deployment {
             table,
             queue_url,
             dlq_url,
+            signing_key: shared::auth::random_token(48),
         }
     }
 
-    fn env(&self) -> [(&str, &str); 5] {
+    fn env(&self) -> [(&str, &str); 6] {
         [
             ("AWS_ENDPOINT_URL", &self.endpoint),
             ("TABLE_NAME", &self.table),
             ("WEBHOOK_QUEUE_URL", &self.queue_url),
             ("WEBHOOK_DLQ_URL", &self.dlq_url),
             ("LOG_LEVEL", "info"),
+            ("SESSION_SIGNING_KEY", &self.signing_key),
         ]
     }
 }
@@ -179,4 +183,70 @@ async fn a_missing_variable_fails_init_naming_it() {
     );
     let output = function.output();
     assert!(output.contains("TABLE_NAME is not set"), "{output}");
+}
+
+#[tokio::test]
+async fn queue_health_is_for_signed_in_callers_and_counts_what_waits() {
+    use std::sync::Arc;
+
+    use shared::auth::{SessionKeys, Sessions};
+    use shared::clock::{Clock, SystemClock};
+
+    let deployment = Deployment::on_moto(None).await;
+    let sqs = moto::sqs().await;
+    for _ in 0..3 {
+        sqs.send_message()
+            .queue_url(&deployment.queue_url)
+            .message_body("{}")
+            .send()
+            .await
+            .unwrap();
+    }
+    let store = Arc::new(shared::adapters::dynamo_store(
+        &moto::sdk_config().await,
+        &deployment.table,
+    ));
+    let keys = SessionKeys::new(&deployment.signing_key.clone().into(), "sellerhub").unwrap();
+    let sessions = Sessions::new(store, Arc::new(keys), Duration::from_secs(3600));
+    let session = sessions
+        .start("ml:1", "t1", SystemClock.now_secs())
+        .await
+        .unwrap();
+    let token = secrecy::ExposeSecret::expose_secret(&session.token).to_owned();
+
+    let mut function = FunctionProcess::spawn(function_binary("health", false), &deployment.env())
+        .await
+        .unwrap();
+    let queues = |token: Option<&str>| {
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("authorization", value.as_str()))
+            .collect();
+        apigw_rest_event(
+            "GET",
+            "/v1/admin/queues",
+            "/v1/admin/queues",
+            &headers,
+            &[],
+            None,
+        )
+    };
+    let anonymous = function
+        .invoke(queues(None), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status_code(), Some(401), "{}", function.output());
+
+    let answered = function
+        .invoke(queues(Some(&token)), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(answered.status_code(), Some(200), "{}", function.output());
+    let body = answered.body_json().unwrap();
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["webhooks"]["visible"], 3);
+    assert_eq!(body["webhooks"]["dead_letters"], 0);
+    assert_eq!(body["parked"], 0);
+    assert_eq!(body["thresholds"]["max_waiting"], 1000);
 }

@@ -15,6 +15,20 @@ pub struct HealthSettings {
     pub max_dead_letters: u64,
 }
 
+impl HealthSettings {
+    /// Why the queue is unhealthy, if it is: healthy while fewer than `max_waiting`
+    /// messages wait and fewer than `max_dead_letters` died.
+    pub fn queue_verdict(&self, visible: u64, dead_letters: u64) -> Option<&'static str> {
+        if visible >= self.max_waiting {
+            Some("backlog")
+        } else if dead_letters >= self.max_dead_letters {
+            Some("dead letters")
+        } else {
+            None
+        }
+    }
+}
+
 pub(super) fn read<F: Fn(&str) -> Option<String>>(
     vars: &Vars<F>,
 ) -> Result<HealthSettings, ConfigError> {

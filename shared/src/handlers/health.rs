@@ -1,6 +1,7 @@
 //! `health`: GET /health — a check per dependency with its latency; 503 when any fails,
 //! "degraded" (still 200) while the rate limiter answers from its per-instance fallback.
 //! The result is cached for a few seconds so a load balancer's probes cost nothing.
+//! The function also serves GET /v1/admin/queues (`super::admin_queues`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,13 +12,17 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use super::HttpHandler;
+use super::admin_queues::AdminQueues;
 use crate::clock::Clock;
 use crate::config::{ConfigError, HealthSettings};
-use crate::http::{ApiError, json, rfc3339};
+use crate::http::{ApiError, json, resource_path, rfc3339};
 use crate::queue::{Queue, QueueStats};
 use crate::ratelimit::upstash::UpstashError;
 use crate::services::{Services, SharedLimiter};
 use crate::store::{Key, Store};
+use crate::webhooks::parking::Parking;
+
+const ADMIN_QUEUES: &str = "/v1/admin/queues";
 
 /// A check slower than this fails.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -70,24 +75,41 @@ pub struct Health {
     version: &'static str,
     started: Instant,
     cached: Mutex<Option<(Instant, Arc<Report>)>>,
+    /// GET /v1/admin/queues, when built from the services.
+    queues: Option<AdminQueues>,
 }
 
 impl HttpHandler for Health {
     const FUNCTION: &'static str = "health";
 
     fn build(services: &Services) -> Result<Self, ConfigError> {
-        Ok(Self::new(
-            services.clock(),
-            services.store(),
+        let queues = AdminQueues::new(
+            services.authenticator()?,
             services.webhook_queue(),
-            services.shared_limiter()?,
+            Parking::new(services.store()),
             services.config().health.clone(),
-            services.config().version,
-        ))
+        );
+        Ok(Self {
+            queues: Some(queues),
+            ..Self::new(
+                services.clock(),
+                services.store(),
+                services.webhook_queue(),
+                services.shared_limiter()?,
+                services.config().health.clone(),
+                services.config().version,
+            )
+        })
     }
 
-    /// GET /health.
-    async fn handle(&self, _request: Request) -> Result<Response<Body>, ApiError> {
+    /// GET /health, and GET /v1/admin/queues.
+    async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        if resource_path(&request) == ADMIN_QUEUES {
+            return match &self.queues {
+                Some(queues) => queues.handle(&request).await,
+                None => Err(ApiError::NotFound),
+            };
+        }
         let report = self.report().await;
         let status = match report.status {
             Status::Ok | Status::Degraded => StatusCode::OK,
@@ -116,6 +138,7 @@ impl Health {
             version,
             started: Instant::now(),
             cached: Mutex::new(None),
+            queues: None,
         }
     }
 
@@ -181,21 +204,13 @@ impl Health {
     async fn check_queue(&self) -> Check {
         let (mut check, stats) = probe("queue", self.queue.stats()).await;
         if let Some(stats) = stats {
-            check = check.failing(self.queue_verdict(&stats));
+            check = check.failing(
+                self.settings
+                    .queue_verdict(stats.visible, stats.dead_letters.unwrap_or(0)),
+            );
             check.queue = Some(stats);
         }
         check
-    }
-
-    /// Healthy while fewer than `max_waiting` wait and fewer than `max_dead_letters` died.
-    fn queue_verdict(&self, stats: &QueueStats) -> Option<&'static str> {
-        if stats.visible >= self.settings.max_waiting {
-            Some("backlog")
-        } else if stats.dead_letters.unwrap_or(0) >= self.settings.max_dead_letters {
-            Some("dead letters")
-        } else {
-            None
-        }
     }
 }
 

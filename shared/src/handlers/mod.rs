@@ -3,6 +3,7 @@
 //! by the serve helper of its trigger (`crate::lambda`); the Lambda binary and the local
 //! runner build and call the same handlers.
 
+pub mod admin_queues;
 pub mod auth_callback;
 pub mod auth_login;
 pub mod auth_logout;

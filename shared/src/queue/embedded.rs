@@ -384,6 +384,12 @@ impl Queue for EmbeddedQueue {
                 let mut stats = QueueStats::default();
                 for entry in messages.range((queue.as_str(), 0)..=(queue.as_str(), u64::MAX))? {
                     let (_, value) = entry?;
+                    // Messages are kept in send order: the first one is the oldest.
+                    if stats.oldest_age_seconds.is_none() {
+                        let sent = Stored::decode(value.value())?.body.sent_at_millis;
+                        let age = u64::try_from(now.saturating_sub(sent) / 1000).unwrap_or(0);
+                        stats.oldest_age_seconds = Some(age);
+                    }
                     match header(value.value())? {
                         (visible_at, _) if visible_at <= now => stats.visible += 1,
                         (_, 0) => stats.delayed += 1,
@@ -513,5 +519,30 @@ mod tests {
             async move { queue }
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn stats_know_the_oldest_messages_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = EmbeddedQueue::open(EmbeddedDb::open(dir.path()).unwrap(), "q").unwrap();
+        assert_eq!(
+            queue.stats().await.unwrap().oldest_age_seconds,
+            None,
+            "empty"
+        );
+        queue
+            .send_batch(vec![OutMessage::new("old")])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        queue
+            .send_batch(vec![OutMessage::new("new")])
+            .await
+            .unwrap();
+        let age = queue.stats().await.unwrap().oldest_age_seconds.unwrap();
+        assert!(
+            (1..5).contains(&age),
+            "the first message's age, not the last's: {age}"
+        );
     }
 }

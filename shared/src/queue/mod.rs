@@ -79,6 +79,10 @@ pub struct QueueStats {
     pub delayed: u64,
     /// Messages in the dead-letter queue (visible + in flight), when there is one.
     pub dead_letters: Option<u64>,
+    /// How long ago the oldest message still in the queue was sent, when the backend
+    /// says (SQS reports it only as the CloudWatch metric ApproximateAgeOfOldestMessage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_age_seconds: Option<u64>,
 }
 
 /// One message of a batch that was not sent.

@@ -307,6 +307,7 @@ impl Queue for SqsQueue {
             in_flight,
             delayed,
             dead_letters,
+            oldest_age_seconds: None,
         })
     }
 
