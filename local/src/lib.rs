@@ -104,7 +104,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Points the Mercado Livre client and the login at the sandbox served on `address`.
+/// Points the Mercado Livre client and the login at the sandbox served on `address`, and
+/// the sandbox's notifications at the runner's webhook.
 fn use_sandbox(config: &mut Config, address: SocketAddr) -> Result<Arc<Sandbox>, ConfigError> {
     let host = if address.ip().is_unspecified() {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
@@ -134,6 +135,12 @@ fn use_sandbox(config: &mut Config, address: SocketAddr) -> Result<Arc<Sandbox>,
             uri
         }
     };
+    // The sandbox notifies the runner's own webhook, as Mercado Livre notifies the
+    // callback URL registered with the application.
+    let notification_url = ROUTES
+        .iter()
+        .find(|route| route.function == "webhook-mercadolivre" && route.method == "POST")
+        .map(|route| format!("{origin}{}", route.path));
     Ok(Sandbox::new(SandboxSettings {
         client_id,
         client_secret: config
@@ -142,5 +149,6 @@ fn use_sandbox(config: &mut Config, address: SocketAddr) -> Result<Arc<Sandbox>,
             .clone(),
         redirect_uri: redirect_uri.to_string(),
         access_token_ttl: Duration::from_secs(21_600),
+        notification_url,
     }))
 }

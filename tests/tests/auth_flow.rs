@@ -367,3 +367,51 @@ async fn login_is_limited_per_client_ip() {
     assert_eq!(&statuses[..5], &[302; 5]);
     assert!(statuses[5..].contains(&429), "{statuses:?}");
 }
+
+/// The runner's sandbox notifies the runner's own webhook, as Mercado Livre notifies the
+/// callback URL registered with the application: a buyer's question reaches ingest.
+#[tokio::test]
+async fn a_buyer_question_in_the_sandbox_reaches_the_runners_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+    sign_in(&runner, &client, SELLER).await;
+
+    let console = client
+        .get(runner.url("/sandbox/mercadolivre/console"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(console.status(), 200);
+    let page = console.text().await.unwrap();
+    assert!(
+        page.contains(&runner.url("/webhooks/mercadolivre")),
+        "{page}"
+    );
+
+    let response = client
+        .post(runner.url("/sandbox/mercadolivre/questions"))
+        .json(&serde_json::json!({
+            "seller_id": SELLER, "item_id": "MLB3859205311", "text": "Tem pronta entrega?"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let created: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        created["delivery"],
+        serde_json::json!({
+            "url": runner.url("/webhooks/mercadolivre"),
+            "http_code": 200,
+            "delivered": true,
+            "error": null,
+        }),
+        "{created}"
+    );
+    assert_eq!(
+        created["notification"]["application_id"],
+        5_000_000_000_000_001u64
+    );
+    assert_eq!(created["notification"]["user_id"], SELLER);
+}

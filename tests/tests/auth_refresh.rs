@@ -44,6 +44,7 @@ impl World {
             client_secret: secret.clone(),
             redirect_uri: REDIRECT_URI.into(),
             access_token_ttl: Duration::from_secs(21_600),
+            notification_url: None,
         })
         .await;
 

@@ -380,6 +380,7 @@ async fn a_seller_signs_in_through_the_login_and_callback_binaries_and_logs_out(
         client_secret: secret.clone(),
         redirect_uri: REDIRECT_URI.into(),
         access_token_ttl: Duration::from_secs(21_600),
+        notification_url: None,
     })
     .await;
     let shim = UpstashShim::start().await;
@@ -526,6 +527,7 @@ async fn the_scheduled_token_refresher_refreshes_what_is_due() {
         client_secret: secret.clone(),
         redirect_uri: redirect_uri.into(),
         access_token_ttl: Duration::from_secs(21_600),
+        notification_url: None,
     })
     .await;
     let shim = UpstashShim::start().await;

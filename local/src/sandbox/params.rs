@@ -74,6 +74,36 @@ impl Params {
         Some(Self(pairs))
     }
 
+    /// A sandbox control request's body: a form, or a JSON object whose values are
+    /// strings, numbers or booleans (null counts as omitted).
+    pub fn from_body(kind: Option<BodyKind>, body: &[u8]) -> Result<Self, String> {
+        match kind {
+            Some(BodyKind::Form) => Ok(Self::from_urlencoded(body)),
+            Some(BodyKind::Json) => {
+                let object: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(body)
+                        .map_err(|error| format!("the body is not a JSON object: {error}"))?;
+                let mut pairs = Vec::with_capacity(object.len());
+                for (name, value) in object {
+                    let value = match value {
+                        serde_json::Value::String(text) => text,
+                        serde_json::Value::Number(number) => number.to_string(),
+                        serde_json::Value::Bool(flag) => flag.to_string(),
+                        serde_json::Value::Null => continue,
+                        _ => return Err(format!("{name} must be a string, a number or a boolean")),
+                    };
+                    if !value.is_empty() {
+                        pairs.push((name, value));
+                    }
+                }
+                Ok(Self(pairs))
+            }
+            None => Err(
+                "the body must be application/json or application/x-www-form-urlencoded".to_owned(),
+            ),
+        }
+    }
+
     pub fn optional(&self, name: &'static str) -> Result<Option<&str>, ParamError> {
         let mut values = self
             .0

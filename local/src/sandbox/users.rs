@@ -47,7 +47,7 @@ pub(super) async fn me(State(sandbox): State<Arc<Sandbox>>, headers: HeaderMap) 
     reply::json(StatusCode::OK, &user)
 }
 
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

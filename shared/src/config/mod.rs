@@ -18,7 +18,7 @@ pub use auth::{AuthSettings, is_local_path};
 pub use backends::{QueueBackend, StoreBackend};
 pub use health::HealthSettings;
 pub use mercadolivre::{BreakerPolicy, MercadoLivreSettings, RetryPolicy};
-pub use rate_limit::{HourlyBudget, RateLimitSettings};
+pub use rate_limit::{HourlyBudget, RateLimitSettings, ThrottleScope};
 pub use secrets::{SECRET_NAMES, Secrets};
 use vars::Vars;
 
@@ -343,6 +343,10 @@ mod tests {
         assert_eq!(settings.upstash_connect_timeout, Duration::from_millis(300));
         assert_eq!(settings.upstash_timeout, Duration::from_millis(1000));
         assert_eq!(settings.fallback_retry_after, Duration::from_millis(5000));
+        assert_eq!(
+            settings.mercadolivre_throttle_scope,
+            ThrottleScope::Application
+        );
 
         let settings = config(
             Profile::Lambda,
@@ -353,6 +357,7 @@ mod tests {
                 ("RATE_LIMIT_ML_ACCOUNT_PER_HOUR", "100"),
                 ("RATE_LIMIT_ML_ACCOUNT_BURST", "5"),
                 ("RATE_LIMIT_FALLBACK_SHARE", "0.25"),
+                ("RATE_LIMIT_ML_429_SCOPE", "account"),
             ],
         )
         .unwrap()
@@ -369,6 +374,7 @@ mod tests {
             }
         );
         assert_eq!(settings.fallback_share, 0.25);
+        assert_eq!(settings.mercadolivre_throttle_scope, ThrottleScope::Account);
     }
 
     #[test]
@@ -385,6 +391,7 @@ mod tests {
             ("RATE_LIMIT_FALLBACK_SHARE", "1.5"),
             ("RATE_LIMIT_FALLBACK_SHARE", "NaN"),
             ("RATE_LIMIT_FALLBACK_RETRY_MS", "0"),
+            ("RATE_LIMIT_ML_429_SCOPE", "seller"),
         ] {
             let error = config(Profile::Local, &[(name, value)]).unwrap_err();
             assert!(

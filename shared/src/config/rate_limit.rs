@@ -18,6 +18,8 @@ pub struct RateLimitSettings {
     /// Mercado Livre's global budget (2000/h) and each seller account's (500/h).
     pub mercadolivre_global: HourlyBudget,
     pub mercadolivre_account: HourlyBudget,
+    /// RATE_LIMIT_ML_429_SCOPE: what a 429 from Mercado Livre blocks.
+    pub mercadolivre_throttle_scope: ThrottleScope,
     /// The share of each budget one instance may use while Redis is unreachable.
     pub fallback_share: f64,
     /// While on the fallback, how long before asking Redis again.
@@ -34,6 +36,17 @@ pub struct HourlyBudget {
 
 impl HourlyBudget {
     pub const PERIOD: Duration = Duration::from_secs(3600);
+}
+
+/// What a 429 from Mercado Livre blocks, in the limiter every instance shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThrottleScope {
+    /// The application's budget as well as the account's: Mercado Livre limits each
+    /// application too, and its 429 does not say which limit was hit.
+    Application,
+    /// Only the account the call was made for (nothing for a call made before the
+    /// account is known).
+    Account,
 }
 
 pub(super) fn read<F: Fn(&str) -> Option<String>>(
@@ -61,6 +74,14 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(
             ("RATE_LIMIT_ML_ACCOUNT_PER_HOUR", 500),
             ("RATE_LIMIT_ML_ACCOUNT_BURST", 20),
         )?,
+        mercadolivre_throttle_scope: match vars.choice(
+            "RATE_LIMIT_ML_429_SCOPE",
+            "application",
+            &["application", "account"],
+        )? {
+            "account" => ThrottleScope::Account,
+            _ => ThrottleScope::Application,
+        },
         fallback_share,
         fallback_retry_after: vars.millis("RATE_LIMIT_FALLBACK_RETRY_MS", 5000)?,
     })

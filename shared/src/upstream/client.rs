@@ -18,7 +18,7 @@ use super::breaker::{CircuitBreaker, CircuitState, Permit, Refusal};
 use super::error::{UnavailableCause, UpstreamError};
 use super::retry_after;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{HourlyBudget, MercadoLivreSettings, RateLimitSettings};
+use crate::config::{HourlyBudget, MercadoLivreSettings, RateLimitSettings, ThrottleScope};
 use crate::ratelimit::{Check, Limiter, Rule};
 use crate::telemetry::{self, emf, redact};
 
@@ -33,16 +33,17 @@ pub fn account_key(seller_id: u64) -> String {
     format!("ml:account:{seller_id}")
 }
 
-/// A 429 without a usable Retry-After blocks the account this long.
-const DEFAULT_THROTTLE: Duration = Duration::from_secs(60);
+/// A 429 without a usable Retry-After (Mercado Livre documents none) blocks this long.
+pub const DEFAULT_THROTTLE: Duration = Duration::from_secs(60);
 /// A 429 blocks for at least this long, whatever its header says.
 const MIN_THROTTLE: Duration = Duration::from_secs(1);
 
-/// The budgets every call is checked against.
+/// The budgets every call is checked against, and what a 429 blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpstreamLimits {
     pub global: Rule,
     pub per_account: Rule,
+    pub throttle_scope: ThrottleScope,
 }
 
 impl From<&RateLimitSettings> for UpstreamLimits {
@@ -50,6 +51,7 @@ impl From<&RateLimitSettings> for UpstreamLimits {
         Self {
             global: rule(settings.mercadolivre_global),
             per_account: rule(settings.mercadolivre_account),
+            throttle_scope: settings.mercadolivre_throttle_scope,
         }
     }
 }
@@ -84,6 +86,20 @@ impl UpstreamLimits {
         match seller_id {
             Some(seller_id) => self.checks(seller_id).into(),
             None => vec![self.global_check()],
+        }
+    }
+
+    /// The limiter keys a 429 on a call for `seller_id` (or for no account yet) blocks.
+    /// Mercado Livre's 429 (`{"error":"too_many_requests"}`, no Retry-After promised)
+    /// does not say whether the application's limit or the account's was hit, so unless
+    /// configured otherwise both are blocked.
+    pub fn throttled_keys(&self, seller_id: Option<u64>) -> Vec<String> {
+        let account = seller_id.map(account_key);
+        match self.throttle_scope {
+            ThrottleScope::Application => std::iter::once(GLOBAL_KEY.to_owned())
+                .chain(account)
+                .collect(),
+            ThrottleScope::Account => account.into_iter().collect(),
         }
     }
 }
@@ -294,15 +310,51 @@ impl MercadoLivre {
         path: &str,
     ) -> Result<T, UpstreamError> {
         let url = self.url(path)?;
-        self.call(&Call {
+        self.call(&Self::get_call(operation, access_token, seller_id, url))
+            .await
+    }
+
+    /// A GET of `url` on behalf of `seller_id`.
+    pub(super) fn get_call<'a>(
+        operation: &'static str,
+        access_token: &'a SecretString,
+        seller_id: u64,
+        url: Url,
+    ) -> Call<'a> {
+        Call {
             operation,
             method: Method::GET,
             url,
             auth: Auth::Bearer(access_token),
             seller_id: Some(seller_id),
             body: Body::Empty,
-        })
-        .await
+        }
+    }
+
+    /// The URL of `segments` (each one percent-encoded, never a separator) under the API
+    /// base, with `query`. For ids that come from elsewhere (a notification's bare message
+    /// id): an empty segment, `.` or `..` is refused rather than dropped or followed.
+    pub(super) fn resource_url(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Url, UpstreamError> {
+        let invalid = || UpstreamError::InvalidPath(segments.join("/").chars().take(200).collect());
+        if segments
+            .iter()
+            .any(|segment| matches!(*segment, "" | "." | ".."))
+        {
+            return Err(invalid());
+        }
+        let mut url = self.api_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| invalid())?
+            .pop_if_empty()
+            .extend(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url)
     }
 
     /// The URL of `path` under the API base. The path usually comes from a notification,
@@ -502,19 +554,7 @@ impl MercadoLivre {
             // Being throttled says nothing about Mercado Livre's health.
             drop(permit);
             let retry_after = retry_after.unwrap_or(DEFAULT_THROTTLE).max(MIN_THROTTLE);
-            match call.seller_id {
-                Some(seller_id) => {
-                    self.block_account(call, seller_id, retry_after, now_ms)
-                        .await;
-                }
-                // No account to block yet (a code exchange): the caller defers.
-                None => tracing::warn!(
-                    dependency = DEPENDENCY,
-                    operation = call.operation,
-                    retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
-                    "throttled by Mercado Livre"
-                ),
-            }
+            self.block(call, retry_after, now_ms).await;
             return Err(Failure::last(UpstreamError::RateLimited { retry_after }));
         }
         permit.succeeded(now_ms);
@@ -536,26 +576,24 @@ impl MercadoLivre {
         }))
     }
 
-    /// Stops every instance from calling for this account until the wait is over.
-    async fn block_account(
-        &self,
-        call: &Call<'_>,
-        seller_id: u64,
-        retry_after: Duration,
-        now_ms: i64,
-    ) {
+    /// Stops every instance from making the calls a 429 says to stop (the keys of
+    /// [`UpstreamLimits::throttled_keys`]) until the wait is over.
+    async fn block(&self, call: &Call<'_>, retry_after: Duration, now_ms: i64) {
         let wait_ms = i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX);
         let until_ms = now_ms.saturating_add(wait_ms);
-        let key = account_key(seller_id);
+        let keys = self.limits.throttled_keys(call.seller_id);
         tracing::warn!(
             dependency = DEPENDENCY,
             operation = call.operation,
-            seller_id,
+            seller_id = call.seller_id,
             retry_after_ms = wait_ms,
-            "throttled by Mercado Livre: blocking the account"
+            blocked = ?keys,
+            "throttled by Mercado Livre"
         );
-        if let Err(error) = self.limiter.block_until(&key, until_ms, now_ms).await {
-            tracing::warn!(dependency = DEPENDENCY, %error, "could not block the account in the limiter");
+        for key in &keys {
+            if let Err(error) = self.limiter.block_until(key, until_ms, now_ms).await {
+                tracing::warn!(dependency = DEPENDENCY, key, %error, "could not block in the limiter");
+            }
         }
     }
 }

@@ -48,6 +48,13 @@ fn settings(base: &str) -> MercadoLivreSettings {
 }
 
 async fn harness_with(configure: impl FnOnce(&mut MercadoLivreSettings)) -> Harness {
+    harness_limited(configure, limits()).await
+}
+
+async fn harness_limited(
+    configure: impl FnOnce(&mut MercadoLivreSettings),
+    limits: UpstreamLimits,
+) -> Harness {
     let (api, base) = MockApi::start().await;
     let mut settings = settings(&base);
     configure(&mut settings);
@@ -55,7 +62,7 @@ async fn harness_with(configure: impl FnOnce(&mut MercadoLivreSettings)) -> Harn
     let clock = Arc::new(ManualClock::at(NOW_MS));
     let http = crate::outbound::http_client(Duration::from_secs(1)).unwrap();
     let client =
-        MercadoLivre::new(http, &settings, limits(), limiter.clone()).with_clock(clock.clone());
+        MercadoLivre::new(http, &settings, limits, limiter.clone()).with_clock(clock.clone());
     Harness {
         api,
         limiter,
@@ -76,7 +83,7 @@ impl Harness {
             .await
     }
 
-    async fn answer(&self) -> Result<Question, UpstreamError> {
+    async fn answer(&self) -> Result<PublishedAnswer, UpstreamError> {
         self.client
             .answer_question(&self.token, SELLER, QUESTION_ID, "Serve sim!")
             .await
@@ -108,7 +115,7 @@ async fn get_question_sends_the_bearer_token_and_decodes_the_question() {
     let requests = h.api.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].method, "GET");
-    assert_eq!(requests[0].target, "/questions/13190540261");
+    assert_eq!(requests[0].target, "/questions/13190540261?api_version=4");
     assert_eq!(
         requests[0].authorization.as_deref(),
         Some(format!("Bearer {TOKEN}").as_str())
@@ -154,23 +161,55 @@ async fn answer_question_posts_the_question_id_as_a_number() {
     );
     h.api.always(Reply::json(200, &answered));
 
-    let question = h.answer().await.unwrap();
+    let published = h.answer().await.unwrap();
 
-    assert_eq!(question.status, QuestionStatus::Answered);
-    assert_eq!(
-        question.answer.map(|answer| answer.text).as_deref(),
-        Some("Serve sim!")
-    );
+    assert_eq!(published.question_id, QUESTION_ID);
+    assert_eq!(published.text, "Serve sim!");
+    assert_eq!(published.status.as_deref(), Some("ACTIVE"));
+    assert_eq!(published.date_created.map(|date| date.minute()), Some(30));
     let requests = h.api.requests();
     assert_eq!(
         (requests[0].method.as_str(), requests[0].target.as_str()),
         ("POST", "/answers")
+    );
+    assert_eq!(
+        requests[0].content_type.as_deref(),
+        Some("application/json")
     );
     let body: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
     assert_eq!(
         body,
         serde_json::json!({"question_id": 13190540261u64, "text": "Serve sim!"})
     );
+}
+
+#[tokio::test]
+async fn a_published_answer_is_never_reported_failed_whatever_the_reply_says() {
+    for (status, body) in [
+        (200, r#"{"id":13190540261,"status":"ANSWERED"}"#),
+        (
+            201,
+            r#"{"id":88,"text":"Serve sim!","status":"ACTIVE","date_created":"2026-11-20T11:31:00Z"}"#,
+        ),
+        (200, ""),
+        (204, ""),
+        (200, "not json at all"),
+        (200, r#"{"question_id":"13190540261"}"#),
+    ] {
+        let h = harness().await;
+        h.api.always(Reply::json(status, body));
+
+        let published = h
+            .answer()
+            .await
+            .unwrap_or_else(|error| panic!("{status} {body:?}: {error}"));
+
+        assert_eq!(
+            (published.question_id, published.text.as_str()),
+            (QUESTION_ID, "Serve sim!")
+        );
+        assert_eq!(h.api.requests().len(), 1);
+    }
 }
 
 #[tokio::test]
@@ -203,8 +242,10 @@ async fn a_broken_limiter_means_no_call() {
     assert!(h.api.requests().is_empty());
 }
 
+const TOO_MANY_REQUESTS: &str = include_str!("../../../fixtures/mercadolivre/error-429.json");
+
 #[tokio::test]
-async fn a_429_blocks_the_account_until_retry_after_and_is_not_retried() {
+async fn a_429_blocks_the_application_and_the_account_until_retry_after_and_is_not_retried() {
     let h = harness().await;
     h.api.always(Reply::with_header(429, "retry-after", "120"));
 
@@ -220,9 +261,73 @@ async fn a_429_blocks_the_account_until_retry_after_and_is_not_retried() {
     assert_eq!(h.api.requests().len(), 1);
     assert_eq!(
         *h.limiter.blocks.lock().unwrap(),
-        vec![("ml:account:468424240".to_owned(), NOW_MS + 120_000, NOW_MS)]
+        vec![
+            ("ml:global".to_owned(), NOW_MS + 120_000, NOW_MS),
+            ("ml:account:468424240".to_owned(), NOW_MS + 120_000, NOW_MS),
+        ]
     );
     assert_eq!(h.client.circuit_state(), CircuitState::Closed);
+}
+
+#[tokio::test]
+async fn the_documented_429_without_retry_after_blocks_both_for_the_default_wait() {
+    let h = harness().await;
+    h.api.always(Reply::json(429, TOO_MANY_REQUESTS));
+
+    let error = failure(h.question().await);
+
+    assert_eq!(DEFAULT_THROTTLE, Duration::from_secs(60));
+    assert!(
+        matches!(error, UpstreamError::RateLimited { retry_after } if retry_after == DEFAULT_THROTTLE),
+        "{error:?}"
+    );
+    assert_eq!(error.disposition(), Disposition::Defer(DEFAULT_THROTTLE));
+    assert_eq!(
+        *h.limiter.blocks.lock().unwrap(),
+        vec![
+            ("ml:global".to_owned(), NOW_MS + 60_000, NOW_MS),
+            ("ml:account:468424240".to_owned(), NOW_MS + 60_000, NOW_MS),
+        ]
+    );
+    assert_eq!(h.api.requests().len(), 1, "a 429 is not retried");
+
+    // A POST is throttled the same way.
+    failure(h.answer().await);
+    assert_eq!(h.limiter.blocks.lock().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_429_can_be_configured_to_block_only_the_account() {
+    let config = crate::config::Config::from_vars(crate::config::Profile::Local, |name| {
+        (name == "RATE_LIMIT_ML_429_SCOPE").then(|| "account".to_owned())
+    })
+    .unwrap();
+    let h = harness_limited(|_| {}, UpstreamLimits::from(&config.rate_limit)).await;
+    h.api.always(Reply::json(429, TOO_MANY_REQUESTS));
+
+    failure(h.question().await);
+
+    assert_eq!(
+        *h.limiter.blocks.lock().unwrap(),
+        vec![("ml:account:468424240".to_owned(), NOW_MS + 60_000, NOW_MS)]
+    );
+}
+
+#[test]
+fn throttled_keys_follow_the_scope() {
+    let mut limits = limits();
+    assert_eq!(
+        limits.throttle_scope,
+        crate::config::ThrottleScope::Application
+    );
+    assert_eq!(
+        limits.throttled_keys(Some(7)),
+        ["ml:global", "ml:account:7"]
+    );
+    assert_eq!(limits.throttled_keys(None), ["ml:global"]);
+    limits.throttle_scope = crate::config::ThrottleScope::Account;
+    assert_eq!(limits.throttled_keys(Some(7)), ["ml:account:7"]);
+    assert!(limits.throttled_keys(None).is_empty());
 }
 
 #[tokio::test]
@@ -240,7 +345,9 @@ async fn a_429_retry_after_may_be_an_http_date() {
     let error = failure(h.question().await);
 
     assert_eq!(error.retry_after(), Some(Duration::from_secs(45)));
-    assert_eq!(h.limiter.blocks.lock().unwrap()[0].1, NOW_MS + 45_000);
+    let blocks = h.limiter.blocks.lock().unwrap().clone();
+    assert_eq!(blocks.len(), 2);
+    assert!(blocks.iter().all(|(_, until, _)| *until == NOW_MS + 45_000));
 }
 
 #[tokio::test]
@@ -544,5 +651,231 @@ async fn calls_can_run_on_any_worker_thread() {
     assert!(
         printed.starts_with("MercadoLivre { api_url: \"http://127.0.0.1:"),
         "{printed}"
+    );
+}
+
+fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/fixtures/mercadolivre/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+#[tokio::test]
+async fn get_question_reads_the_documented_v4_example_whose_buyer_is_buyer_id() {
+    let h = harness().await;
+    h.api
+        .always(Reply::json(200, &fixture("question-11751825075.json")));
+
+    let question = h
+        .client
+        .get_question(&h.token, SELLER, 11_751_825_075)
+        .await
+        .unwrap();
+
+    assert_eq!(question.from.id, 56_801_932);
+    assert_eq!(question.status, QuestionStatus::Answered);
+    assert_eq!(question.date_created.nanosecond(), 746_608_612);
+    let answer = question.answer.unwrap();
+    assert_eq!(
+        (answer.text.as_str(), answer.status.as_deref()),
+        ("", Some("BANNED"))
+    );
+    assert_eq!(
+        h.api.requests()[0].target,
+        "/questions/11751825075?api_version=4"
+    );
+
+    h.api.always(Reply::json(
+        200,
+        &QUESTION.replace(r#""from":{"id":1302765432}"#, r#""app_id":1"#),
+    ));
+    let error = failure(h.question().await);
+    assert!(
+        matches!(&error, UpstreamError::Malformed(reason) if reason.contains("names no buyer")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn get_order_reads_what_a_seller_is_shown() {
+    let h = harness().await;
+    h.api
+        .always(Reply::json(200, &fixture("order-2000009876543210.json")));
+
+    let order = h
+        .client
+        .get_order(&h.token, SELLER, 2_000_009_876_543_210)
+        .await
+        .unwrap();
+
+    assert_eq!(h.api.requests()[0].target, "/orders/2000009876543210");
+    assert_eq!(order.id, 2_000_009_876_543_210);
+    assert_eq!(order.status, "paid");
+    assert_eq!(order.total_amount, Some(299.8));
+    assert_eq!(order.currency_id.as_deref(), Some("BRL"));
+    assert_eq!(order.pack_id, Some(2_000_009_876_543_211));
+    assert_eq!(
+        order.buyer,
+        Some(OrderBuyer {
+            id: 1_302_765_432,
+            nickname: Some("COMPRADOR_TESTE".into())
+        })
+    );
+    assert_eq!(
+        order.items,
+        vec![OrderItem {
+            item_id: "MLB3859205311".into(),
+            title: Some("Farol de milha Onix 2019".into()),
+            quantity: 2,
+            unit_price: Some(149.9),
+        }]
+    );
+    assert_eq!(order.last_updated.map(|date| date.second()), Some(39));
+    assert_eq!(
+        order.date_created.map(|date| date.offset().whole_hours()),
+        Some(-3)
+    );
+}
+
+#[tokio::test]
+async fn get_order_reads_the_documented_example_whose_buyer_id_is_a_string() {
+    let h = harness().await;
+    // "Gestionar órdenes": the buyer's id is a string there; no pack, no last_updated.
+    h.api.always(Reply::json(
+        200,
+        r#"{"id":2000003508419013,"status":"paid","status_detail":null,
+            "date_created":"2013-05-27T10:01:50.000-04:00","date_closed":"2013-05-27T10:04:07.000-04:00",
+            "order_items":[{"item":{"id":"MLB12345678","title":"Samsung Galaxy","variation_id":null,
+            "variation_attributes":[]},"quantity":1,"unit_price":499,"currency_id":"BRL"}],
+            "total_amount":499,"currency_id":"BRL","buyer":{"id":"123456789","nickname":"COMPRADORTESTE"},
+            "seller":{"id":"123456789"},"date_last_updated":"2013-05-27T10:04:09.000-04:00","tags":["paid"]}"#,
+    ));
+
+    let order = h
+        .client
+        .get_order(&h.token, SELLER, 2_000_003_508_419_013)
+        .await
+        .unwrap();
+
+    assert_eq!(order.buyer.map(|buyer| buyer.id), Some(123_456_789));
+    assert_eq!(order.total_amount, Some(499.0));
+    assert_eq!(order.pack_id, None);
+    assert_eq!(order.last_updated.map(|date| date.second()), Some(9));
+    assert_eq!(order.items[0].quantity, 1);
+}
+
+#[tokio::test]
+async fn get_message_builds_the_url_from_a_bare_id_and_refuses_anything_else() {
+    let h = harness().await;
+    h.api
+        .always(Reply::json(200, &fixture("message-post_sale.json")));
+
+    let message = h
+        .client
+        .get_message(&h.token, SELLER, "0190f3c2a1b24d5e8f7a6b5c4d3e2f10")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        h.api.requests()[0].target,
+        "/messages/0190f3c2a1b24d5e8f7a6b5c4d3e2f10?tag=post_sale"
+    );
+    assert_eq!(message.conversation_id, "2000009876543211");
+    assert_eq!(
+        (message.from_user_id, message.to_user_id),
+        (1_302_765_432, SELLER)
+    );
+
+    for id in [
+        "",
+        ".",
+        "..",
+        "../orders/1",
+        "a/b",
+        "a?b=c",
+        "a#b",
+        "%2e%2e",
+        "a b",
+        "é",
+    ] {
+        let error = failure(h.client.get_message(&h.token, SELLER, id).await);
+        assert!(
+            matches!(error, UpstreamError::InvalidPath(_)),
+            "{id:?}: {error}"
+        );
+    }
+    assert_eq!(h.api.requests().len(), 1, "no refused id was requested");
+    assert_eq!(h.limiter.check_count(), 1, "nor spent budget");
+
+    h.api.always(Reply::json(200, r#"{"messages":[]}"#));
+    let error = failure(
+        h.client
+            .get_message(&h.token, SELLER, "0190f3c2a1b24d5e8f7a6b5c4d3e2f10")
+            .await,
+    );
+    assert!(matches!(error, UpstreamError::Malformed(_)), "{error}");
+}
+
+#[tokio::test]
+async fn missed_feeds_asks_for_one_page_of_one_topic() {
+    let h = harness().await;
+    h.api
+        .always(Reply::json(200, &fixture("missed_feeds.json")));
+
+    let page = h
+        .client
+        .missed_feeds(&h.token, SELLER, "5000000000000001", "questions", 10, 5)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        h.api.requests()[0].target,
+        "/missed_feeds?app_id=5000000000000001&topic=questions&offset=10&limit=5"
+    );
+    assert_eq!(page.messages.len(), 2);
+    assert_eq!(page.messages[1].http_code, Some(200));
+    let checks = h.limiter.checks.lock().unwrap().clone();
+    assert_eq!(checks[0].0[1].key, "ml:account:468424240");
+
+    // The query is encoded, never spliced.
+    h.client
+        .missed_feeds(&h.token, SELLER, "1&topic=x", "a b", 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.api.requests()[1].target,
+        "/missed_feeds?app_id=1%26topic%3Dx&topic=a+b&offset=0&limit=10"
+    );
+}
+
+#[tokio::test]
+async fn built_urls_stay_under_a_base_path() {
+    let (api, root) = MockApi::start().await;
+    let h =
+        harness_with(|settings| *settings = self::settings(&format!("{root}/sandbox/ml/"))).await;
+    api.always(Reply::json(200, QUESTION));
+
+    h.client
+        .get_question(&h.token, SELLER, QUESTION_ID)
+        .await
+        .unwrap();
+    h.client
+        .get_message(&h.token, SELLER, "abc")
+        .await
+        .unwrap_err();
+
+    let targets: Vec<String> = api
+        .requests()
+        .into_iter()
+        .map(|request| request.target)
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "/sandbox/ml/questions/13190540261?api_version=4",
+            "/sandbox/ml/messages/abc?tag=post_sale"
+        ]
     );
 }

@@ -406,7 +406,7 @@ async fn a_token_request_that_never_left_is_retried() {
 }
 
 #[tokio::test]
-async fn a_429_blocks_the_account_only_when_there_is_one() {
+async fn a_429_blocks_the_application_and_the_account_once_there_is_one() {
     let h = harness().await;
     h.api.always(Reply::with_header(429, "retry-after", "120"));
 
@@ -415,12 +415,20 @@ async fn a_429_blocks_the_account_only_when_there_is_one() {
         error.disposition(),
         Disposition::Defer(Duration::from_secs(120))
     );
-    assert!(h.limiter.blocks.lock().unwrap().is_empty());
+    assert_eq!(
+        *h.limiter.blocks.lock().unwrap(),
+        vec![("ml:global".to_owned(), NOW_MS + 120_000, NOW_MS)],
+        "a code exchange has no account yet: the application's budget is blocked"
+    );
 
+    h.limiter.blocks.lock().unwrap().clear();
     oauth_failure(h.refresh().await);
     assert_eq!(
         *h.limiter.blocks.lock().unwrap(),
-        vec![("ml:account:468424240".to_owned(), NOW_MS + 120_000, NOW_MS)]
+        vec![
+            ("ml:global".to_owned(), NOW_MS + 120_000, NOW_MS),
+            ("ml:account:468424240".to_owned(), NOW_MS + 120_000, NOW_MS),
+        ]
     );
     assert_eq!(h.api.requests().len(), 2);
 }

@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use super::state::{CodeGrant, Registry, Seller};
 use super::{Sandbox, SandboxSettings, SandboxStats, credentials, page, pkce};
 
+mod marketplace;
+
 const PREFIX: &str = "/sandbox/mercadolivre";
 const CLIENT_ID: &str = "2069392825111111";
 const CLIENT_SECRET: &str = "sandbox-client-secret";
@@ -40,12 +42,19 @@ struct Consent {
 }
 
 async fn start(access_token_ttl: Duration) -> Provider {
-    let sandbox = Sandbox::new(SandboxSettings {
+    serve(SandboxSettings {
         client_id: CLIENT_ID.to_owned(),
         client_secret: CLIENT_SECRET.into(),
         redirect_uri: REDIRECT_URI.to_owned(),
         access_token_ttl,
-    });
+        notification_url: None,
+    })
+    .await
+}
+
+/// The sandbox with `settings`, served on 127.0.0.1 under its runner prefix.
+async fn serve(settings: SandboxSettings) -> Provider {
+    let sandbox = Sandbox::new(settings);
     let app = axum::Router::new().nest(PREFIX, sandbox.router());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
