@@ -5,7 +5,10 @@
 //!    means nobody to apply it for: acknowledged, logged and counted;
 //! 3. hydrate (a Mercado Livre notification is a pointer: GET the resource with the
 //!    seller's grant, through the limited client) and apply it to the inbox, in one
-//!    transaction with the receipt's completion.
+//!    transaction with the receipt's completion: `questions` → the question (and a
+//!    `question.new` notification when it is new), `orders_v2` → an `order.updated`
+//!    notification, `messages` → the message in its conversation; Meta `messages`
+//!    changes → messages and delivery statuses. Other topics are acknowledged and counted.
 //!
 //! Work that cannot run now is deferred (re-sent with a delay, this delivery
 //! acknowledged), or parked under the tenant when the seller must sign in again (the
@@ -23,7 +26,9 @@ use crate::auth::tenants::Tenants;
 use crate::channels::Channels;
 use crate::clock::Clock;
 use crate::config::ConfigError;
-use crate::inbox::{Applied, Channel, ConversationRef, Direction, Inbox, Message, StatusUpdate};
+use crate::inbox::{
+    Applied, Channel, ConversationRef, Direction, Inbox, Message, OrderUpdate, StatusUpdate,
+};
 use crate::queue::{Queue, QueueError};
 use crate::services::Services;
 use crate::store::StoreError;
@@ -272,6 +277,44 @@ impl WebhookWorker {
                     .apply_question(&tenant, &question, now_ms, &with)
                     .await?
             }
+            "orders_v2" => {
+                let id = resource_id(&notification.resource, "/orders/")?;
+                let order = self.mercadolivre.get_order(token, seller_id, id).await?;
+                let update = OrderUpdate {
+                    order_id: order.id,
+                    status: order.status,
+                    total: order.total_amount,
+                    currency: order.currency_id,
+                };
+                self.inbox
+                    .apply_order(&tenant, &update, now_ms, &with)
+                    .await?
+            }
+            "messages" => {
+                // The resource may be a bare message id, or a path ending in it.
+                let id = notification.resource.rsplit('/').next().unwrap_or_default();
+                let message = self.mercadolivre.get_message(token, seller_id, id).await?;
+                let direction = if message.from_user_id == seller_id {
+                    Direction::Outbound
+                } else {
+                    Direction::Inbound
+                };
+                let conversation = ConversationRef {
+                    channel: Channel::MercadoLivre,
+                    id: message.conversation_id.clone(),
+                    title: None,
+                };
+                let message = Message {
+                    at_ms: message.created_at.unix_timestamp().saturating_mul(1000),
+                    id: message.id,
+                    direction,
+                    kind: "text".into(),
+                    text: Some(message.text),
+                };
+                self.inbox
+                    .apply_message(&tenant, &conversation, &message, now_ms, &with)
+                    .await?
+            }
             _ => {
                 tracing::info!(topic = %notification.topic, "notification topic not applied");
                 self.receipts
@@ -458,17 +501,30 @@ mod tests {
         std::fs::read_to_string(format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
 
-    /// Mercado Livre's questions API, answering with `status` when it is not 200.
-    async fn question(
+    /// Mercado Livre's API for one resource of each kind (a fixture), answering with
+    /// `status` when it is not 200.
+    async fn resource(
         State(status): State<Arc<AtomicU16>>,
-        Path(id): Path<u64>,
+        Path((kind, id)): Path<(String, String)>,
     ) -> axum::response::Response {
-        match status.load(Ordering::SeqCst) {
-            200 if id == 13_190_540_261 => {
-                ([("content-type", "application/json")], fixture("mercadolivre/question-13190540261.json")).into_response()
+        let known = match (kind.as_str(), id.as_str()) {
+            ("questions", "13190540261") => Some("mercadolivre/question-13190540261.json"),
+            ("orders", "2000009876543210") => Some("mercadolivre/order-2000009876543210.json"),
+            ("messages", "0190f3c2a1b24d5e8f7a6b5c4d3e2f10") => {
+                Some("mercadolivre/message-post_sale.json")
             }
-            200 => (http::StatusCode::NOT_FOUND, "{}").into_response(),
-            code => (http::StatusCode::from_u16(code).unwrap(), r#"{"message":"Too Many Requests","error":"too_many_requests","status":429,"cause":[]}"#).into_response(),
+            _ => None,
+        };
+        match (status.load(Ordering::SeqCst), known) {
+            (200, Some(path)) => {
+                ([("content-type", "application/json")], fixture(path)).into_response()
+            }
+            (200, None) => (http::StatusCode::NOT_FOUND, "{}").into_response(),
+            (code, _) => (
+                http::StatusCode::from_u16(code).unwrap(),
+                fixture("mercadolivre/error-429.json"),
+            )
+                .into_response(),
         }
     }
 
@@ -486,7 +542,7 @@ mod tests {
     async fn fixture_worker() -> Fixture {
         let api_status = Arc::new(AtomicU16::new(200));
         let app = axum::Router::new()
-            .route("/questions/{id}", axum::routing::get(question))
+            .route("/{kind}/{id}", axum::routing::get(resource))
             .with_state(Arc::clone(&api_status));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -836,5 +892,60 @@ mod tests {
                 .unwrap()
         );
         assert!(f.waiting(&f.dead_letters).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_order_notifies_and_a_post_sale_message_joins_its_conversation() {
+        let f = fixture_worker().await;
+        let order = fixture("mercadolivre/notification-orders_v2.json");
+        let message = fixture("mercadolivre/notification-messages.json");
+        f.worker
+            .process(
+                record("m1", &envelope(Source::MercadoLivre, "ml:o", &order), 1),
+                deadline(),
+            )
+            .await
+            .unwrap();
+        f.worker
+            .process(
+                record("m2", &envelope(Source::MercadoLivre, "ml:m", &message), 1),
+                deadline(),
+            )
+            .await
+            .unwrap();
+
+        let listed = f
+            .store
+            .query(Query::partition(keys::notification(&f.tenant, "").pk).limit(10))
+            .await
+            .unwrap()
+            .items;
+        let kinds: Vec<&str> = listed
+            .iter()
+            .map(|item| item.data["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["order.updated", "message.new"]);
+        assert_eq!(listed[0].data["data"]["order_id"], 2_000_009_876_543_210u64);
+        assert!(listed[0].data["data"]["status"].is_string());
+        let conversations = f
+            .store
+            .query(
+                Query::partition(keys::conversations(&f.tenant))
+                    .on_gsi1()
+                    .limit(10),
+            )
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(conversations.len(), 1);
+        assert_eq!(conversations[0].data["channel"], "mercadolivre");
+        assert_eq!(
+            conversations[0].data["last_message"]["text"],
+            "Olá! O pedido já foi enviado?"
+        );
+        assert_eq!(
+            conversations[0].data["last_message"]["direction"], "inbound",
+            "from the buyer"
+        );
     }
 }

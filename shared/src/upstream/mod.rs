@@ -16,7 +16,7 @@ mod oauth;
 mod orders;
 mod questions;
 mod retry_after;
-mod wire;
+pub(crate) mod wire;
 
 pub use backoff::RetryPolicy;
 pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState, Permit, Refusal};

@@ -30,7 +30,7 @@ impl NumberOrText {
     }
 }
 
-pub(super) fn lenient_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+pub(crate) fn lenient_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     NumberOrText::deserialize(deserializer)?
         .number()
         .ok_or_else(|| serde::de::Error::custom("not a number nor a string of digits"))

@@ -12,9 +12,12 @@ pub struct Notification {
     #[serde(rename = "_id")]
     pub id: Option<String>,
     pub resource: String,
-    /// The seller the resource belongs to.
+    /// The seller the resource belongs to (a number, or a string of digits as
+    /// `missed_feeds` shows it).
+    #[serde(deserialize_with = "crate::upstream::wire::lenient_u64")]
     pub user_id: u64,
     pub topic: String,
+    #[serde(deserialize_with = "crate::upstream::wire::lenient_u64")]
     pub application_id: u64,
     #[serde(default)]
     pub attempts: u32,
@@ -118,6 +121,13 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn ids_may_come_as_strings_of_digits() {
+        let body = br#"{"resource":"/orders/7","user_id":"468424240","topic":"orders_v2","application_id":"5"}"#;
+        let notification = Notification::parse(body, "5").unwrap();
+        assert_eq!(notification.user_id, 468_424_240);
     }
 
     #[test]
