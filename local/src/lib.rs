@@ -83,12 +83,14 @@ pub async fn serve(
         .into_make_service_with_connect_info::<SocketAddr>();
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let workers = tokio::spawn(workers::run(
-        Arc::clone(&functions),
-        services.clock(),
-        services.webhook_queue(),
-        stopped,
-    ));
+    let workers = services.config().local_workers.then(|| {
+        tokio::spawn(workers::run(
+            Arc::clone(&functions),
+            services.clock(),
+            services.webhook_queue(),
+            stopped,
+        ))
+    });
     tracing::info!(
         address = %address,
         data_dir = %services.config().data_dir.display(),
@@ -99,7 +101,9 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     let _ = stop.send(true);
-    let _ = workers.await;
+    if let Some(workers) = workers {
+        let _ = workers.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -41,6 +41,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The local runner's listening address (127.0.0.1:3000 by default).
     pub listen: SocketAddr,
+    /// LOCAL_WORKERS (default true): whether the local runner runs its workers (the queue
+    /// consumer, the schedules). Off, accepted webhooks stay on the queue, to be counted
+    /// (the ingest benchmark).
+    pub local_workers: bool,
     pub health: HealthSettings,
     pub mercadolivre: MercadoLivreSettings,
     pub rate_limit: RateLimitSettings,
@@ -88,6 +92,7 @@ impl Config {
             queue,
             data_dir: PathBuf::from(vars.text("DATA_DIR").unwrap_or_else(|| ".data".into())),
             listen: SocketAddr::new(host, port),
+            local_workers: vars.parsed("LOCAL_WORKERS", true)?,
             health: health::read(&vars)?,
             mercadolivre: mercadolivre::read(&vars)?,
             rate_limit: rate_limit::read(&vars)?,
