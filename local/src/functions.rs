@@ -15,6 +15,7 @@ use shared::handlers::auth_logout::AuthLogout;
 use shared::handlers::channels::ChannelsHandler;
 use shared::handlers::health::Health;
 use shared::handlers::me::Me;
+use shared::handlers::reconciler::Reconciler;
 use shared::handlers::token_refresher::TokenRefresher;
 use shared::handlers::webhook_mercadolivre::WebhookMercadoLivre;
 use shared::handlers::webhook_meta::WebhookMeta;
@@ -49,7 +50,7 @@ const HTTP: &[Build<Handler>] = &[
 ];
 
 /// Every scheduled worker's handler.
-const SCHEDULED: &[Build<Run>] = &[scheduled::<TokenRefresher>];
+const SCHEDULED: &[Build<Run>] = &[scheduled::<TokenRefresher>, scheduled::<Reconciler>];
 
 /// Every queue worker's handler.
 const QUEUED: &[Build<Batch>] = &[queued::<WebhookWorker>];

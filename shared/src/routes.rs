@@ -97,4 +97,8 @@ pub const WORKERS: &[Worker] = &[
         function: "webhook-worker",
         trigger: Trigger::WebhookQueue,
     },
+    Worker {
+        function: "reconciler",
+        trigger: Trigger::Every { minutes: 15 },
+    },
 ];

@@ -36,31 +36,45 @@ impl From<WebhookError> for crate::http::ApiError {
     }
 }
 
-/// Sends `envelopes` to the webhook queue, [`crate::queue::MAX_BATCH`] at a time. Any
-/// failure answers the provider 503, so it delivers the whole webhook again; envelopes
-/// already sent are applied once anyway (the worker dedupes by key).
+/// Why envelopes could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("envelope: {0}")]
+    Envelope(#[from] serde_json::Error),
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+}
+
+impl From<EnqueueError> for crate::http::ApiError {
+    /// A provider answered 503 delivers the whole webhook again; envelopes already sent
+    /// are applied once anyway (the worker dedupes by key).
+    fn from(error: EnqueueError) -> Self {
+        use crate::http::ApiError;
+        use crate::queue::QueueError;
+        match error {
+            // Our envelope of an accepted body: a change too big for one message.
+            EnqueueError::Queue(QueueError::Invalid(reason)) => ApiError::BadRequest(format!(
+                "a change of this webhook cannot be queued: {reason}"
+            )),
+            EnqueueError::Envelope(error) => ApiError::Internal(format!("envelope: {error}")),
+            EnqueueError::Queue(other) => {
+                ApiError::Unavailable(format!("enqueueing a webhook: {other}"))
+            }
+        }
+    }
+}
+
+/// Sends `envelopes` to the webhook queue, [`crate::queue::MAX_BATCH`] at a time.
 pub async fn enqueue(
     queue: &dyn crate::queue::Queue,
     envelopes: &[Envelope],
-) -> Result<(), crate::http::ApiError> {
-    use crate::http::ApiError;
-    use crate::queue::QueueError;
+) -> Result<(), EnqueueError> {
     for batch in envelopes.chunks(crate::queue::MAX_BATCH) {
         let messages = batch
             .iter()
             .map(Envelope::to_message)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| ApiError::Internal(format!("envelope: {error}")))?;
-        queue
-            .send_batch(messages)
-            .await
-            .map_err(|error| match error {
-                // Our envelope of an accepted body: a change too big for one message.
-                QueueError::Invalid(reason) => ApiError::BadRequest(format!(
-                    "a change of this webhook cannot be queued: {reason}"
-                )),
-                other => ApiError::Unavailable(format!("enqueueing a webhook: {other}")),
-            })?;
+            .collect::<Result<Vec<_>, _>>()?;
+        queue.send_batch(messages).await?;
     }
     Ok(())
 }
