@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use reqwest::Url;
 
+use crate::local_runner::LocalRunner;
+
 /// A client like a browser's, except that it never follows redirects by itself.
 pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
@@ -131,4 +133,40 @@ pub async fn authorization_code(
         .expect("a code")
         .1
         .into_owned()
+}
+
+// ------------------------------------------------------------------ against the local runner
+
+/// The session cookie a response sets (its value), if any.
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|value| value.strip_prefix("sellerhub_session="))
+        .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// GET /auth/login: the provider's authorize URL.
+pub async fn start_login(runner: &LocalRunner, client: &reqwest::Client) -> Url {
+    let response = client.get(runner.url("/auth/login")).send().await.unwrap();
+    assert_eq!(response.status(), 302);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    location(&response)
+}
+
+/// Login up to the provider's redirect back: the callback URL with code and state.
+pub async fn consent(runner: &LocalRunner, client: &reqwest::Client, seller: u64) -> Url {
+    let authorize = start_login(runner, client).await;
+    let form = open_consent(client, &authorize).await;
+    decide(client, &form, seller, "SELLER_ONE", "allow").await
+}
+
+/// A whole login: the session token.
+pub async fn sign_in(runner: &LocalRunner, client: &reqwest::Client, seller: u64) -> String {
+    let callback = consent(runner, client, seller).await;
+    let response = client.get(callback).send().await.unwrap();
+    assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
+    session_cookie(&response).expect("a session cookie")
 }

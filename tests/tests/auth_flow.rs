@@ -3,43 +3,11 @@
 
 use reqwest::Url;
 use sellerhub_tests::local_runner::LocalRunner;
-use sellerhub_tests::sandbox_login::{browser, decide, location, open_consent};
+use sellerhub_tests::sandbox_login::{
+    browser, consent, decide, location, open_consent, session_cookie, sign_in, start_login,
+};
 
 const SELLER: u64 = 468_424_240;
-
-/// The session cookie a response sets (its value), if any.
-fn session_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .find_map(|value| value.strip_prefix("sellerhub_session="))
-        .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
-}
-
-/// GET /auth/login: the provider's authorize URL.
-async fn start_login(runner: &LocalRunner, client: &reqwest::Client) -> Url {
-    let response = client.get(runner.url("/auth/login")).send().await.unwrap();
-    assert_eq!(response.status(), 302);
-    assert_eq!(response.headers()["cache-control"], "no-store");
-    location(&response)
-}
-
-/// Login up to the provider's redirect back: the callback URL with code and state.
-async fn consent(runner: &LocalRunner, client: &reqwest::Client, seller: u64) -> Url {
-    let authorize = start_login(runner, client).await;
-    let form = open_consent(client, &authorize).await;
-    decide(client, &form, seller, "SELLER_ONE", "allow").await
-}
-
-/// A whole login: the session token.
-async fn sign_in(runner: &LocalRunner, client: &reqwest::Client, seller: u64) -> String {
-    let callback = consent(runner, client, seller).await;
-    let response = client.get(callback).send().await.unwrap();
-    assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
-    session_cookie(&response).expect("a session cookie")
-}
 
 async fn me(runner: &LocalRunner, client: &reqwest::Client, cookie: &str) -> reqwest::Response {
     client
