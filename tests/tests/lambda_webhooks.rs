@@ -186,3 +186,129 @@ async fn meta_subscribes_and_queues_signed_changes_only() {
     assert_eq!(queued.len(), 1, "only the signed change");
     assert!(queued[0].dedupe_key.starts_with("meta:wamid."));
 }
+
+/// The worker binary, fed an SQS event made of messages really received from moto (their
+/// receipt handles and attributes, in Lambda's event JSON): what applies is completed,
+/// what never can goes to the dead-letter queue, and the batch reports no failure.
+#[tokio::test]
+async fn the_worker_binary_settles_a_real_sqs_batch() {
+    use shared::queue::Queue;
+    use shared::queue::consumer::{ConsumerSettings, sqs_event};
+    use shared::webhooks::receipts::Receipts;
+
+    let deployment = Deployment::on_moto().await;
+    let shim = sellerhub_tests::upstash_shim::UpstashShim::start().await;
+    let sdk = moto::sdk_config().await;
+    let queue = shared::adapters::sqs_queue(
+        &sdk,
+        &deployment.queue_url,
+        Some(deployment.dlq_url.clone()),
+    );
+
+    let meta =
+        shared::webhooks::meta::changes(fixture("meta/whatsapp-message.json").as_bytes()).unwrap();
+    let meta_envelope = Envelope {
+        source: shared::webhooks::Source::Meta,
+        received_at_ms: 1,
+        dedupe_key: meta[0].dedupe_key.clone(),
+        correlation_id: "corr-meta".into(),
+        payload: meta[0].payload.clone(),
+        deferrals: 0,
+    };
+    let notification = fixture("mercadolivre/notification-questions.json");
+    let ml_envelope = Envelope {
+        source: shared::webhooks::Source::MercadoLivre,
+        received_at_ms: 1,
+        dedupe_key: "mercadolivre:lambda-test".into(),
+        correlation_id: "corr-ml".into(),
+        payload: serde_json::value::RawValue::from_string(notification.trim_end().into()).unwrap(),
+        deferrals: 0,
+    };
+    queue
+        .send_batch(vec![
+            meta_envelope.to_message().unwrap(),
+            ml_envelope.to_message().unwrap(),
+            shared::queue::OutMessage::new("not an envelope"),
+        ])
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    while received.len() < 3 {
+        received.extend(
+            queue
+                .receive(10, Duration::from_secs(60), Duration::from_secs(1))
+                .await
+                .unwrap(),
+        );
+    }
+    let settings = ConsumerSettings {
+        batch_size: 10,
+        visibility_timeout: Duration::from_secs(180),
+        wait: Duration::ZERO,
+        queue_arn: "arn:aws:sqs:us-east-1:123456789012:webhooks".into(),
+        region: "us-east-1".into(),
+    };
+    let event = serde_json::to_value(sqs_event(&received, &settings)).unwrap();
+
+    let key = shared::auth::GrantCipher::generate_key("k1");
+    let env = [
+        ("AWS_ENDPOINT_URL", deployment.endpoint.as_str()),
+        ("TABLE_NAME", &deployment.table),
+        ("WEBHOOK_QUEUE_URL", &deployment.queue_url),
+        ("WEBHOOK_DLQ_URL", &deployment.dlq_url),
+        ("LOG_LEVEL", "info"),
+        ("MERCADOLIVRE_CLIENT_ID", APP_ID),
+        (
+            "GRANT_ENCRYPTION_KEY",
+            secrecy::ExposeSecret::expose_secret(&key),
+        ),
+        ("UPSTASH_REDIS_REST_URL", shim.url()),
+        ("UPSTASH_REDIS_REST_TOKEN", shim.token()),
+    ];
+    let mut worker = FunctionProcess::spawn(function_binary("webhook-worker", false), &env)
+        .await
+        .unwrap();
+    let settled = worker.invoke(event, Duration::from_secs(30)).await.unwrap();
+    let response = settled.response().cloned().unwrap_or_default();
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([]),
+        "{response}\n{}",
+        worker.output()
+    );
+
+    // Nobody linked this seller or number: both are applied as dropped, once.
+    let store = std::sync::Arc::new(shared::adapters::dynamo_store(&sdk, &deployment.table));
+    let receipts = Receipts::new(store);
+    assert!(
+        receipts
+            .is_completed(&meta_envelope.dedupe_key)
+            .await
+            .unwrap()
+    );
+    assert!(
+        receipts
+            .is_completed("mercadolivre:lambda-test")
+            .await
+            .unwrap()
+    );
+    let sqs = moto::sqs().await;
+    let dead = sqs
+        .receive_message()
+        .queue_url(&deployment.dlq_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(dead.len(), 1, "{}", worker.output());
+    assert_eq!(dead[0].body(), Some("not an envelope"));
+    let error = dead[0]
+        .message_attributes()
+        .and_then(|attributes| attributes.get("error"))
+        .and_then(|value| value.string_value())
+        .unwrap_or_default();
+    assert!(error.contains("not an envelope"), "{error}");
+}
