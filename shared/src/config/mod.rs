@@ -10,6 +10,7 @@ mod mercadolivre;
 mod rate_limit;
 mod secrets;
 mod vars;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ pub use mercadolivre::{BreakerPolicy, MercadoLivreSettings, RetryPolicy};
 pub use rate_limit::{HourlyBudget, RateLimitSettings, ThrottleScope};
 pub use secrets::{SECRET_NAMES, Secrets};
 use vars::Vars;
+pub use webhooks::WorkerSettings;
 
 /// Where a configuration is for: it decides the defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +51,7 @@ pub struct Config {
     pub mercadolivre: MercadoLivreSettings,
     pub rate_limit: RateLimitSettings,
     pub auth: AuthSettings,
+    pub worker: WorkerSettings,
     /// The Secrets Manager secret to read at init, if any.
     pub secrets_arn: Option<String>,
     pub secrets: Secrets,
@@ -97,6 +100,7 @@ impl Config {
             mercadolivre: mercadolivre::read(&vars)?,
             rate_limit: rate_limit::read(&vars)?,
             auth: auth::read(&vars, profile)?,
+            worker: webhooks::read(&vars)?,
             secrets_arn: vars.text("SECRETS_ARN"),
             secrets: Secrets::from_env(|name| vars.text(name)),
         })

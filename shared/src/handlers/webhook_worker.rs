@@ -25,7 +25,7 @@ use crate::auth::grants::{GrantError, GrantStatus, Grants};
 use crate::auth::tenants::Tenants;
 use crate::channels::Channels;
 use crate::clock::Clock;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, WorkerSettings};
 use crate::inbox::{
     Applied, Channel, ConversationRef, Direction, Inbox, Message, OrderUpdate, StatusUpdate,
 };
@@ -40,8 +40,6 @@ use crate::webhooks::parking::Parking;
 use crate::webhooks::receipts::{Claim, Receipt, Receipts};
 use crate::webhooks::{self, Envelope, Source, WebhookError};
 
-/// How long work claimed by another attempt waits before it looks again.
-const BUSY_WAIT: Duration = Duration::from_secs(30);
 /// How long work whose access token was refused waits for the token refresher.
 const REAUTHORIZE_WAIT: Duration = Duration::from_secs(300);
 
@@ -55,6 +53,7 @@ pub struct WebhookWorker {
     mercadolivre: Arc<MercadoLivre>,
     /// The webhook queue; it has a dead-letter queue (checked at build).
     queue: Arc<dyn Queue>,
+    settings: WorkerSettings,
     clock: Arc<dyn Clock>,
 }
 
@@ -148,6 +147,7 @@ impl QueueHandler for WebhookWorker {
             grants: services.grants()?,
             mercadolivre: services.mercadolivre()?,
             queue,
+            settings: services.config().worker,
             clock: services.clock(),
         })
     }
@@ -174,7 +174,8 @@ impl QueueHandler for WebhookWorker {
                 count(envelope.source, "Duplicate");
                 return Ok(());
             }
-            Claim::Busy => return self.defer(&envelope, BUSY_WAIT).await,
+            // Another attempt holds it: look again once its claim may have lapsed.
+            Claim::Busy => return self.defer(&envelope, Duration::ZERO).await,
             Claim::Claimed(receipt) => receipt,
         };
         let applied = self.apply(&envelope, &receipt).await;
@@ -209,7 +210,7 @@ impl QueueHandler for WebhookWorker {
             }
             Next::Retry => {
                 count(envelope.source, "Failed");
-                let backoff = deferral::retry_backoff(delivery.attempt);
+                let backoff = deferral::retry_backoff(&self.settings, delivery.attempt);
                 if let Err(hide) = self
                     .queue
                     .change_visibility(delivery.receipt_handle, backoff)
@@ -405,7 +406,7 @@ impl WebhookWorker {
 
     /// Puts the envelope back for later as a new delayed message; this delivery is done.
     async fn defer(&self, envelope: &Envelope, wait: Duration) -> Result<(), WorkError> {
-        let message = deferral::deferred(envelope, wait).map_err(|error| {
+        let message = deferral::deferred(&self.settings, envelope, wait).map_err(|error| {
             WorkError::Webhook(WebhookError::Malformed {
                 what: "envelope",
                 reason: error.to_string(),

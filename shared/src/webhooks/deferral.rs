@@ -9,40 +9,47 @@
 use std::time::Duration;
 
 use super::Envelope;
+use crate::config::WorkerSettings;
 use crate::queue::{MAX_DELAY_SECONDS, OutMessage};
 
 /// Failed attempts before the worker dead-letters an envelope. The queue's
 /// maxReceiveCount (5) is only the backstop for crashes.
 pub const MAX_ATTEMPTS: u32 = 3;
 
-const FIRST_DEFERRAL: Duration = Duration::from_secs(15);
-const FIRST_RETRY: Duration = Duration::from_secs(30);
+const MAX_DELAY: Duration = Duration::from_secs(MAX_DELAY_SECONDS as u64);
 
 /// The delay of an envelope's next deferral: at least what was asked for, doubling from
-/// 15 s with each deferral, at most SQS's 15 minutes, with up to 20% jitter so deferred
-/// work does not come back all at once.
-pub fn deferral_delay(deferrals: u32, asked: Duration) -> Duration {
-    let grown = FIRST_DEFERRAL.saturating_mul(2u32.saturating_pow(deferrals.min(16)));
+/// the first deferral's (15 s) with each one, at most SQS's 15 minutes, with up to 20%
+/// jitter so deferred work does not come back all at once.
+pub fn deferral_delay(settings: &WorkerSettings, deferrals: u32, asked: Duration) -> Duration {
+    let grown = settings
+        .first_deferral
+        .saturating_mul(2u32.saturating_pow(deferrals.min(16)));
     let wait = grown.max(asked);
-    let jittered = wait.mul_f64(1.0 + fastrand::f64() * 0.2);
-    jittered.min(Duration::from_secs(u64::from(MAX_DELAY_SECONDS)))
+    wait.mul_f64(1.0 + fastrand::f64() * 0.2).min(MAX_DELAY)
 }
 
 /// How long a failed delivery stays hidden before its next attempt (`attempt` from 1):
-/// 30 s, then 2 min, at most 15 min.
-pub fn retry_backoff(attempt: u32) -> Duration {
-    let grown = FIRST_RETRY.saturating_mul(4u32.saturating_pow(attempt.saturating_sub(1).min(8)));
-    grown.min(Duration::from_secs(u64::from(MAX_DELAY_SECONDS)))
+/// the first retry's wait (30 s), 4 times longer after each attempt, at most 15 minutes.
+pub fn retry_backoff(settings: &WorkerSettings, attempt: u32) -> Duration {
+    let growth = 4u32.saturating_pow(attempt.saturating_sub(1).min(8));
+    settings.first_retry.saturating_mul(growth).min(MAX_DELAY)
 }
 
-/// The envelope's next deferral, as a delayed message.
-pub fn deferred(envelope: &Envelope, asked: Duration) -> Result<OutMessage, serde_json::Error> {
-    let delay = deferral_delay(envelope.deferrals, asked);
+/// The envelope's next deferral, as a delayed message (SQS delays are whole seconds:
+/// rounded up).
+pub fn deferred(
+    settings: &WorkerSettings,
+    envelope: &Envelope,
+    asked: Duration,
+) -> Result<OutMessage, serde_json::Error> {
+    let delay = deferral_delay(settings, envelope.deferrals, asked);
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
     let mut next = envelope.clone();
     next.deferrals += 1;
     Ok(next
         .to_message()?
-        .delayed(u32::try_from(delay.as_secs()).unwrap_or(MAX_DELAY_SECONDS)))
+        .delayed(u32::try_from(seconds).unwrap_or(MAX_DELAY_SECONDS)))
 }
 
 /// What goes to the dead-letter queue: the message body exactly as delivered, with the
@@ -67,7 +74,10 @@ mod tests {
 
     #[test]
     fn deferrals_grow_and_stop_at_fifteen_minutes() {
-        let delays: Vec<Duration> = (0..10).map(|n| deferral_delay(n, Duration::ZERO)).collect();
+        let settings = WorkerSettings::default();
+        let delays: Vec<Duration> = (0..10)
+            .map(|n| deferral_delay(&settings, n, Duration::ZERO))
+            .collect();
         assert!(delays[0] >= Duration::from_secs(15) && delays[0] <= Duration::from_secs(18));
         assert!(delays[1] >= Duration::from_secs(30));
         assert!(
@@ -77,16 +87,17 @@ mod tests {
         );
         assert_eq!(delays[9], Duration::from_secs(900));
         assert!(
-            deferral_delay(0, Duration::from_secs(120)) >= Duration::from_secs(120),
+            deferral_delay(&settings, 0, Duration::from_secs(120)) >= Duration::from_secs(120),
             "at least what was asked"
         );
     }
 
     #[test]
     fn retries_back_off() {
-        assert_eq!(retry_backoff(1), Duration::from_secs(30));
-        assert_eq!(retry_backoff(2), Duration::from_secs(120));
-        assert_eq!(retry_backoff(9), Duration::from_secs(900));
+        let settings = WorkerSettings::default();
+        assert_eq!(retry_backoff(&settings, 1), Duration::from_secs(30));
+        assert_eq!(retry_backoff(&settings, 2), Duration::from_secs(120));
+        assert_eq!(retry_backoff(&settings, 9), Duration::from_secs(900));
     }
 
     #[test]
@@ -95,7 +106,7 @@ mod tests {
             r#"{"source":"meta","received_at_ms":1,"dedupe_key":"k","correlation_id":"c","payload":{"a":1}}"#,
         )
         .unwrap();
-        let message = deferred(&envelope, Duration::ZERO).unwrap();
+        let message = deferred(&WorkerSettings::default(), &envelope, Duration::ZERO).unwrap();
         assert!(message.delay_seconds >= 15);
         let next = Envelope::from_message(&message.body).unwrap();
         assert_eq!(next.deferrals, 1);

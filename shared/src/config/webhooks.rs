@@ -1,0 +1,36 @@
+//! The webhook worker's timing (see `crate::webhooks::deferral`).
+
+use std::time::Duration;
+
+use super::ConfigError;
+use super::vars::Vars;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// WEBHOOK_RETRY_FIRST_MS: how long a failed record stays hidden after its first
+    /// failure (then 4 times longer after each, at most 15 minutes).
+    pub first_retry: Duration,
+    /// WEBHOOK_DEFER_FIRST_MS: the delay of work's first deferral (then doubling, at most
+    /// 15 minutes; SQS counts delays in whole seconds).
+    pub first_deferral: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            first_retry: Duration::from_secs(30),
+            first_deferral: Duration::from_secs(15),
+        }
+    }
+}
+
+pub(super) fn read<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<WorkerSettings, ConfigError> {
+    let defaults = WorkerSettings::default();
+    let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    Ok(WorkerSettings {
+        first_retry: vars.millis("WEBHOOK_RETRY_FIRST_MS", millis(defaults.first_retry))?,
+        first_deferral: vars.millis("WEBHOOK_DEFER_FIRST_MS", millis(defaults.first_deferral))?,
+    })
+}
