@@ -38,9 +38,13 @@ async fn move_back(
         if batch.is_empty() {
             break;
         }
+        // With their attributes: the worker knows a redriven dead letter by them.
         let messages = batch
             .iter()
-            .map(|message| OutMessage::new(message.body.clone()))
+            .map(|message| OutMessage {
+                attributes: message.attributes.clone(),
+                ..OutMessage::new(message.body.clone())
+            })
             .collect();
         queue.send_batch(messages).await?;
         for message in &batch {
@@ -70,7 +74,7 @@ mod tests {
         let queue = EmbeddedQueue::open_with_dead_letters(db.clone(), "q", "q-dlq", 5).unwrap();
         let dead = EmbeddedQueue::open(db, "q-dlq").unwrap();
         let bodies: Vec<OutMessage> = (0..12)
-            .map(|n| OutMessage::new(format!("envelope {n}")))
+            .map(|n| OutMessage::new(format!("envelope {n}")).attribute("attempts", "3"))
             .collect();
         dead.send_batch(bodies[..10].to_vec()).await.unwrap();
         dead.send_batch(bodies[10..].to_vec()).await.unwrap();
@@ -87,5 +91,6 @@ mod tests {
         assert_eq!((stats.visible, stats.dead_letters), (12, Some(0)));
         let received = queue.receive(10, MOVING, Duration::ZERO).await.unwrap();
         assert_eq!(received[0].body, "envelope 0", "bodies intact");
+        assert_eq!(received[0].attributes["attempts"], "3", "attributes kept");
     }
 }

@@ -71,6 +71,8 @@ pub enum WorkError {
     Webhook(#[from] WebhookError),
     #[error("the seller's Mercado Livre grant needs reconnecting")]
     NeedsReconnect { tenant: String },
+    #[error("the receipt's claim lapsed before the change committed")]
+    ClaimLost,
 }
 
 /// What the worker does with work that failed.
@@ -81,6 +83,8 @@ enum Next {
         tenant: String,
     },
     Retry,
+    /// Retry, but never dead-letter: another attempt may be applying it right now.
+    RetryUndecided,
     DeadLetter,
 }
 
@@ -96,6 +100,7 @@ impl WorkError {
             WorkError::NeedsReconnect { tenant } => Next::Park {
                 tenant: tenant.clone(),
             },
+            WorkError::ClaimLost => Next::RetryUndecided,
             WorkError::Webhook(_) => Next::DeadLetter,
             WorkError::Store(StoreError::Invalid(_) | StoreError::Corrupt(_)) => Next::DeadLetter,
             WorkError::Store(_) | WorkError::Grant(_) | WorkError::Queue(_) => Next::Retry,
@@ -110,6 +115,9 @@ struct Delivery<'a> {
     body: &'a str,
     /// 1 on the first delivery.
     attempt: u32,
+    /// A dead letter moved back to the queue (it carries the attributes the worker put on
+    /// it when it gave up): an operator's decision to try again.
+    redriven: bool,
 }
 
 impl<'a> Delivery<'a> {
@@ -123,6 +131,9 @@ impl<'a> Delivery<'a> {
                 .get("ApproximateReceiveCount")
                 .and_then(|count| count.parse().ok())
                 .unwrap_or(1),
+            redriven: record
+                .message_attributes
+                .contains_key(deferral::DEAD_LETTER_ATTEMPTS),
         }
     }
 }
@@ -158,28 +169,14 @@ impl QueueHandler for WebhookWorker {
             Ok(envelope) => envelope,
             Err(error) => {
                 // Never applicable, however often it is tried.
-                return self
-                    .dead_letter(&delivery, None, &format!("not an envelope: {error}"))
-                    .await;
+                let error = format!("not an envelope: {error}");
+                return self.send_dead_letter(&delivery, None, &error).await;
             }
         };
-        let attempt = format!("{}:{}", delivery.message_id, delivery.attempt);
-        let claim_until = deadline_ms.div_euclid(1000) + 1;
-        let receipt = match self
-            .receipts
-            .claim(&envelope.dedupe_key, &attempt, claim_until)
-            .await?
-        {
-            Claim::Completed => {
-                count(envelope.source, "Duplicate");
-                return Ok(());
-            }
-            // Another attempt holds it: look again once its claim may have lapsed.
-            Claim::Busy => return self.defer(&envelope, Duration::ZERO).await,
-            Claim::Claimed(receipt) => receipt,
+        let Some(receipt) = self.claim(&delivery, &envelope, deadline_ms).await? else {
+            return Ok(());
         };
-        let applied = self.apply(&envelope, &receipt).await;
-        let error = match applied {
+        let error = match self.apply(&envelope, &receipt).await {
             Ok(outcome) => {
                 count(envelope.source, outcome);
                 tracing::info!(dedupe_key = %envelope.dedupe_key, outcome, "webhook applied");
@@ -187,10 +184,19 @@ impl QueueHandler for WebhookWorker {
             }
             Err(error) => error,
         };
+        let next = match error.next() {
+            Next::Retry if delivery.attempt >= MAX_ATTEMPTS => Next::DeadLetter,
+            next => next,
+        };
+        if let Next::DeadLetter = next {
+            return self
+                .dead_letter(&delivery, &envelope, &receipt, &error)
+                .await;
+        }
         if let Err(release) = self.receipts.release(&receipt).await {
             tracing::warn!(error = %release, "releasing a receipt failed; it lapses on its own");
         }
-        match error.next() {
+        match next {
             Next::Defer(wait) => self.defer(&envelope, wait).await,
             Next::Park { tenant } => {
                 self.parking
@@ -200,15 +206,7 @@ impl QueueHandler for WebhookWorker {
                 count(envelope.source, "Parked");
                 Ok(())
             }
-            Next::DeadLetter => {
-                self.dead_letter(&delivery, Some(envelope.source), &error.to_string())
-                    .await
-            }
-            Next::Retry if delivery.attempt >= MAX_ATTEMPTS => {
-                self.dead_letter(&delivery, Some(envelope.source), &error.to_string())
-                    .await
-            }
-            Next::Retry => {
+            Next::Retry | Next::RetryUndecided | Next::DeadLetter => {
                 count(envelope.source, "Failed");
                 let backoff = deferral::retry_backoff(&self.settings, delivery.attempt);
                 if let Err(hide) = self
@@ -225,6 +223,83 @@ impl QueueHandler for WebhookWorker {
 }
 
 impl WebhookWorker {
+    /// This delivery's claim on the envelope, or None when there is nothing to do: it was
+    /// applied (a duplicate), or given up on (a stray copy of a dead letter), or it was
+    /// deferred because another attempt holds it.
+    async fn claim(
+        &self,
+        delivery: &Delivery<'_>,
+        envelope: &Envelope,
+        deadline_ms: i64,
+    ) -> Result<Option<Receipt>, WorkError> {
+        let attempt = format!("{}:{}", delivery.message_id, delivery.attempt);
+        let until = deadline_ms.div_euclid(1000) + 1;
+        let key = &envelope.dedupe_key;
+        let mut claim = self.receipts.claim(key, &attempt, until).await?;
+        if let Claim::Dead { version, .. } = &claim
+            && delivery.redriven
+        {
+            claim = self.receipts.revive(key, *version, &attempt, until).await?;
+        }
+        match claim {
+            Claim::Claimed(receipt) => Ok(Some(receipt)),
+            Claim::Completed => {
+                count(envelope.source, "Duplicate");
+                Ok(None)
+            }
+            // Another attempt holds it: look again once its claim may have lapsed.
+            Claim::Busy => self.defer(envelope, Duration::ZERO).await.map(|()| None),
+            // This very message was being dead-lettered when its attempt stopped: finish.
+            Claim::Dead {
+                version,
+                message_id,
+                sent,
+            } if message_id == delivery.message_id => {
+                if !sent {
+                    let error = "given up on by an earlier attempt";
+                    self.send_dead_letter(delivery, Some(envelope.source), error)
+                        .await?;
+                    let burial = Receipts::burial(key, version);
+                    let now = self.clock.now_secs();
+                    self.receipts
+                        .buried_and_sent(&burial, delivery.message_id, now)
+                        .await?;
+                }
+                Ok(None)
+            }
+            Claim::Dead { .. } => {
+                count(envelope.source, "DuplicateOfDeadLetter");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Gives up on the envelope: its receipt turns DEAD first (so that no copy of it
+    /// applies it later), then the message goes to the dead-letter queue as delivered.
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery<'_>,
+        envelope: &Envelope,
+        receipt: &Receipt,
+        error: &WorkError,
+    ) -> Result<(), WorkError> {
+        let now = self.clock.now_secs();
+        let Some(burial) = self
+            .receipts
+            .bury(receipt, delivery.message_id, now)
+            .await?
+        else {
+            // The claim lapsed: another attempt holds the envelope and decides.
+            return Err(WorkError::ClaimLost);
+        };
+        self.send_dead_letter(delivery, Some(envelope.source), &error.to_string())
+            .await?;
+        self.receipts
+            .buried_and_sent(&burial, delivery.message_id, now)
+            .await?;
+        Ok(())
+    }
+
     /// Applies the envelope; the outcome names what happened, for metrics and logs.
     async fn apply(
         &self,
@@ -237,12 +312,14 @@ impl WebhookWorker {
             Source::Meta => self.apply_meta(envelope, receipt, now_ms).await,
         };
         match applied {
-            // The claim was lost (it lapsed and another attempt took it): whoever holds
-            // it now applies the envelope, or already has.
-            Err(WorkError::Store(StoreError::TransactionCancelled { .. }))
-                if self.receipts.is_completed(&envelope.dedupe_key).await? =>
-            {
-                Ok("Duplicate")
+            // The claim lapsed before the change could commit: another attempt applied
+            // the envelope, or holds it now, or will take it on the next delivery.
+            Err(WorkError::Store(StoreError::TransactionCancelled { .. })) => {
+                if self.receipts.is_completed(&envelope.dedupe_key).await? {
+                    Ok("Duplicate")
+                } else {
+                    Err(WorkError::ClaimLost)
+                }
             }
             other => other,
         }
@@ -419,7 +496,7 @@ impl WebhookWorker {
     }
 
     /// Sends the record, as delivered, to the dead-letter queue; this delivery is done.
-    async fn dead_letter(
+    async fn send_dead_letter(
         &self,
         delivery: &Delivery<'_>,
         source: Option<Source>,
@@ -948,5 +1025,41 @@ mod tests {
             conversations[0].data["last_message"]["direction"], "inbound",
             "from the buyer"
         );
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_stops_its_copies_until_it_is_redriven() {
+        let f = fixture_worker().await;
+        f.api_status.store(500, Ordering::SeqCst);
+        let body = question_envelope();
+        f.worker
+            .process(record("m1", &body, MAX_ATTEMPTS), deadline())
+            .await
+            .unwrap();
+        let dead = f.waiting(&f.dead_letters).await;
+        assert_eq!(dead.len(), 1);
+
+        // A copy of it (a deferral re-sent before its original was deleted) stops.
+        f.api_status.store(200, Ordering::SeqCst);
+        f.worker
+            .process(record("m2", &body, 1), deadline())
+            .await
+            .unwrap();
+        assert_eq!(
+            f.notifications().await,
+            0,
+            "declared dead: not applied by a copy"
+        );
+
+        // The operator redrives the dead letter: it applies.
+        let mut redriven = record("m3", &dead[0].body, 1);
+        for (name, value) in &dead[0].attributes {
+            let mut attribute = aws_lambda_events::sqs::SqsMessageAttribute::default();
+            attribute.string_value = Some(value.clone());
+            attribute.data_type = Some("String".into());
+            redriven.message_attributes.insert(name.clone(), attribute);
+        }
+        f.worker.process(redriven, deadline()).await.unwrap();
+        assert_eq!(f.notifications().await, 1);
     }
 }

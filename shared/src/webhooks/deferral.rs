@@ -19,14 +19,15 @@ pub const MAX_ATTEMPTS: u32 = 3;
 const MAX_DELAY: Duration = Duration::from_secs(MAX_DELAY_SECONDS as u64);
 
 /// The delay of an envelope's next deferral: at least what was asked for, doubling from
-/// the first deferral's (15 s) with each one, at most SQS's 15 minutes, with up to 20%
-/// jitter so deferred work does not come back all at once.
+/// the first deferral's (15 s) with each one, with up to 20% jitter so deferred work does
+/// not come back all at once, and at most the longest deferral (15 minutes).
 pub fn deferral_delay(settings: &WorkerSettings, deferrals: u32, asked: Duration) -> Duration {
     let grown = settings
         .first_deferral
         .saturating_mul(2u32.saturating_pow(deferrals.min(16)));
     let wait = grown.max(asked);
-    wait.mul_f64(1.0 + fastrand::f64() * 0.2).min(MAX_DELAY)
+    wait.mul_f64(1.0 + fastrand::f64() * 0.2)
+        .min(settings.max_deferral)
 }
 
 /// How long a failed delivery stays hidden before its next attempt (`attempt` from 1):
@@ -52,6 +53,9 @@ pub fn deferred(
         .delayed(u32::try_from(seconds).unwrap_or(MAX_DELAY_SECONDS)))
 }
 
+/// The attribute a dead letter carries its attempts in; a redriven dead letter keeps it.
+pub const DEAD_LETTER_ATTEMPTS: &str = "attempts";
+
 /// What goes to the dead-letter queue: the message body exactly as delivered, with the
 /// last error and the attempts as attributes.
 pub fn dead_letter(body: &str, error: &str, attempts: u32) -> OutMessage {
@@ -65,7 +69,7 @@ pub fn dead_letter(body: &str, error: &str, attempts: u32) -> OutMessage {
                 error
             },
         )
-        .attribute("attempts", attempts.to_string())
+        .attribute(DEAD_LETTER_ATTEMPTS, attempts.to_string())
 }
 
 #[cfg(test)]

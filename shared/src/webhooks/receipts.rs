@@ -6,6 +6,11 @@
 //! completion (COMPLETED, kept past the providers' retry windows). A delivery that finds
 //! COMPLETED does nothing. A receipt is keyed by the webhook, not by a tenant: the tenant
 //! is only known after the claim.
+//!
+//! When the worker gives up on an envelope it turns its claim into DEAD (naming the
+//! message it dead-letters) before sending it to the dead-letter queue: a stray copy of
+//! the envelope (a deferral re-sent before its original was deleted) then stops there
+//! instead of applying what was declared dead. Only a redriven dead letter revives it.
 
 use std::sync::Arc;
 
@@ -19,6 +24,7 @@ pub const COMPLETED_TTL_SECS: i64 = 8 * 24 * 3600;
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
+const DEAD: &str = "dead";
 
 fn key(dedupe_key: &str) -> Key {
     Key::new(format!("WEBHOOK#{dedupe_key}"), "RECEIPT")
@@ -39,6 +45,13 @@ pub enum Claim {
     Completed,
     /// Another attempt holds it now (until its claim lapses).
     Busy,
+    /// Given up on: message `message_id` carries it to the dead-letter queue (`sent` once
+    /// it is there).
+    Dead {
+        version: u64,
+        message_id: String,
+        sent: bool,
+    },
 }
 
 #[derive(Clone)]
@@ -59,6 +72,35 @@ impl Receipts {
         attempt: &str,
         until: EpochSeconds,
     ) -> StoreResult<Claim> {
+        self.claim_if(dedupe_key, attempt, until, Condition::Absent)
+            .await
+    }
+
+    /// Claims a dead receipt again, for its redriven dead letter (`dead_version` from
+    /// [`Claim::Dead`]).
+    pub async fn revive(
+        &self,
+        dedupe_key: &str,
+        dead_version: u64,
+        attempt: &str,
+        until: EpochSeconds,
+    ) -> StoreResult<Claim> {
+        self.claim_if(
+            dedupe_key,
+            attempt,
+            until,
+            Condition::VersionIs(dead_version),
+        )
+        .await
+    }
+
+    async fn claim_if(
+        &self,
+        dedupe_key: &str,
+        attempt: &str,
+        until: EpochSeconds,
+        condition: Condition,
+    ) -> StoreResult<Claim> {
         // A random version: the holder of a claim that lapsed can never complete the
         // claim that replaced it (a counter would start again at the same number).
         let version = fastrand::u64(1..u64::MAX / 2);
@@ -68,7 +110,7 @@ impl Receipts {
         )
         .expiring_at(until)
         .with_version(version);
-        match self.store.put(item.clone(), Condition::Absent).await {
+        match self.store.put(item.clone(), condition).await {
             Ok(()) => Ok(Claim::Claimed(Receipt {
                 key: item.key,
                 version,
@@ -77,6 +119,15 @@ impl Receipts {
                 current: Some(found),
             }) => Ok(if found.data["status"] == COMPLETED {
                 Claim::Completed
+            } else if found.data["status"] == DEAD {
+                Claim::Dead {
+                    version: found.version,
+                    message_id: found.data["message_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    sent: found.data["sent"] == true,
+                }
             } else if found.data["attempt"] == attempt {
                 Claim::Claimed(Receipt {
                     key: found.key,
@@ -115,6 +166,68 @@ impl Receipts {
         self.store
             .transact(vec![self.completion(receipt, outcome, now)])
             .await
+    }
+
+    /// Turns `receipt` into DEAD, for message `message_id` about to be dead-lettered: the
+    /// receipt of that burial, or None when the claim was lost meanwhile (another attempt
+    /// holds the envelope).
+    pub async fn bury(
+        &self,
+        receipt: &Receipt,
+        message_id: &str,
+        now: EpochSeconds,
+    ) -> StoreResult<Option<Receipt>> {
+        self.write_dead(receipt, message_id, false, now).await
+    }
+
+    /// Records that the dead letter of `burial` is in the dead-letter queue, so that its
+    /// message, delivered again, is not dead-lettered twice.
+    pub async fn buried_and_sent(
+        &self,
+        burial: &Receipt,
+        message_id: &str,
+        now: EpochSeconds,
+    ) -> StoreResult<()> {
+        self.write_dead(burial, message_id, true, now)
+            .await
+            .map(|_| ())
+    }
+
+    async fn write_dead(
+        &self,
+        receipt: &Receipt,
+        message_id: &str,
+        sent: bool,
+        now: EpochSeconds,
+    ) -> StoreResult<Option<Receipt>> {
+        let version = receipt.version + 1;
+        let item = Item::new(
+            receipt.key.clone(),
+            json!({ "status": DEAD, "message_id": message_id, "sent": sent, "at": now }),
+        )
+        .expiring_at(now + COMPLETED_TTL_SECS)
+        .with_version(version);
+        match self
+            .store
+            .put(item, Condition::VersionIs(receipt.version))
+            .await
+        {
+            Ok(()) => Ok(Some(Receipt {
+                key: receipt.key.clone(),
+                version,
+            })),
+            Err(StoreError::ConditionFailed { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The burial of message `message_id` found dead in a claim (`version` from
+    /// [`Claim::Dead`]).
+    pub fn burial(dedupe_key: &str, version: u64) -> Receipt {
+        Receipt {
+            key: key(dedupe_key),
+            version,
+        }
     }
 
     /// Gives the claim up, so that the next delivery can apply the envelope at once.
@@ -217,5 +330,43 @@ mod tests {
             .transact(vec![receipts.completion(&current, "created", now)])
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_buried_receipt_stops_copies_until_its_dead_letter_revives_it() {
+        let (receipts, _store, _dir) = receipts();
+        let now = SystemClock.now_secs();
+        let Claim::Claimed(receipt) = receipts.claim("k", "m1:3", now + 30).await.unwrap() else {
+            panic!("claim")
+        };
+        let burial = receipts.bury(&receipt, "m1", now).await.unwrap().unwrap();
+        let dead = receipts.claim("k", "m2:1", now + 30).await.unwrap();
+        let Claim::Dead {
+            message_id, sent, ..
+        } = dead
+        else {
+            panic!("a copy finds it dead: {dead:?}")
+        };
+        assert_eq!((message_id.as_str(), sent), ("m1", false));
+        assert!(
+            receipts.bury(&receipt, "m1", now).await.unwrap().is_none(),
+            "a claim is buried once"
+        );
+        receipts.buried_and_sent(&burial, "m1", now).await.unwrap();
+        let Claim::Dead { version, sent, .. } =
+            receipts.claim("k", "m1:4", now + 30).await.unwrap()
+        else {
+            panic!("still dead")
+        };
+        assert!(sent, "its dead letter is recorded as sent");
+        let revived = receipts
+            .revive("k", version, "m3:1", now + 30)
+            .await
+            .unwrap();
+        assert!(matches!(revived, Claim::Claimed(_)), "{revived:?}");
+        assert_eq!(
+            receipts.claim("k", "m4:1", now + 30).await.unwrap(),
+            Claim::Busy
+        );
     }
 }
