@@ -21,5 +21,7 @@ pub mod routes;
 pub mod services;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod upstream;
 pub mod webhooks;

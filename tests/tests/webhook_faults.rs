@@ -18,8 +18,6 @@ use lambda_http::{Body, Request};
 use secrecy::ExposeSecret;
 use shared::adapters::Adapters;
 use shared::auth::GrantCipher;
-use shared::auth::grants::{GrantInfo, GrantStatus, GrantTokens};
-use shared::auth::tenants::Tenants;
 use shared::channels::Channels;
 use shared::clock::{Clock, SystemClock};
 use shared::config::{Config, ConfigError, Profile};
@@ -241,30 +239,7 @@ async fn every_accepted_webhook_is_applied_once_or_dead_lettered_once() {
     );
 
     let now = SystemClock.now_secs();
-    let tenant = Tenants::new(Arc::clone(&store))
-        .for_seller(SELLER, "LOJA", now)
-        .await
-        .unwrap();
-    let info = GrantInfo {
-        tenant: tenant.clone(),
-        seller_id: SELLER,
-        nickname: "LOJA".into(),
-        scopes: vec![],
-        status: GrantStatus::Ok,
-        expires_at: now + 21_600,
-        lease_until: None,
-        version: 0,
-    };
-    let tokens = GrantTokens {
-        access_token: "APP_USR-1".into(),
-        refresh_token: "TG-1".into(),
-    };
-    services
-        .grants()
-        .unwrap()
-        .connect(info, &tokens)
-        .await
-        .unwrap();
+    let tenant = shared::testkit::connected_seller(&services, SELLER).await;
     Channels::new(Arc::clone(&store))
         .link_whatsapp(&tenant, PHONE, now)
         .await

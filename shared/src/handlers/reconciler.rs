@@ -179,8 +179,7 @@ mod tests {
     use super::*;
     use crate::adapters::Adapters;
     use crate::auth::GrantCipher;
-    use crate::auth::grants::{GrantInfo, GrantTokens};
-    use crate::auth::tenants::Tenants;
+
     use crate::clock::SystemClock;
     use crate::config::{Config, Profile};
     use crate::embedded_db::EmbeddedDb;
@@ -253,30 +252,7 @@ mod tests {
             Some("no connected seller")
         );
 
-        let tenant = Tenants::new(Arc::clone(&store))
-            .for_seller(468_424_240, "LOJA", now)
-            .await
-            .unwrap();
-        let info = GrantInfo {
-            tenant,
-            seller_id: 468_424_240,
-            nickname: "LOJA".into(),
-            scopes: vec![],
-            status: GrantStatus::Ok,
-            expires_at: now + 3600,
-            lease_until: None,
-            version: 0,
-        };
-        let tokens = GrantTokens {
-            access_token: "APP_USR-1".into(),
-            refresh_token: "TG-1".into(),
-        };
-        services
-            .grants()
-            .unwrap()
-            .connect(info, &tokens)
-            .await
-            .unwrap();
+        crate::testkit::connected_seller(&services, 468_424_240).await;
         // n1 was applied when it first arrived.
         let receipts = Receipts::new(Arc::clone(&store));
         let crate::webhooks::receipts::Claim::Claimed(receipt) = receipts

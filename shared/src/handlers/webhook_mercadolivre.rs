@@ -84,7 +84,6 @@ impl WebhookMercadoLivre {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use lambda_http::Body;
 
@@ -121,23 +120,12 @@ mod tests {
             .unwrap()
     }
 
-    async fn queued(queue: &EmbeddedQueue) -> Vec<Envelope> {
-        let messages = queue
-            .receive(10, Duration::from_secs(30), Duration::ZERO)
-            .await
-            .unwrap();
-        messages
-            .iter()
-            .map(|message| Envelope::from_message(&message.body).unwrap())
-            .collect()
-    }
-
     #[tokio::test]
     async fn a_notification_is_queued_as_received_in_an_envelope() {
         let (handler, queue, _dir) = handler();
         let response = handler.handle(post(notification())).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        let envelopes = queued(&queue).await;
+        let envelopes = Envelope::received(queue.as_ref()).await;
         assert_eq!(envelopes.len(), 1);
         let envelope = &envelopes[0];
         assert_eq!(envelope.source, Source::MercadoLivre);
@@ -168,6 +156,9 @@ mod tests {
             let error = handler.handle(post(body)).await.unwrap_err();
             assert_eq!(error.status(), status);
         }
-        assert!(queued(&queue).await.is_empty(), "nothing was queued");
+        assert!(
+            Envelope::received(queue.as_ref()).await.is_empty(),
+            "nothing was queued"
+        );
     }
 }

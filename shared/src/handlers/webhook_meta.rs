@@ -124,7 +124,6 @@ impl WebhookMeta {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::time::Duration;
 
     use lambda_http::RequestExt;
 
@@ -185,17 +184,6 @@ mod tests {
             .with_query_string_parameters(query)
     }
 
-    async fn queued(queue: &EmbeddedQueue) -> Vec<Envelope> {
-        let messages = queue
-            .receive(10, Duration::from_secs(30), Duration::ZERO)
-            .await
-            .unwrap();
-        messages
-            .iter()
-            .map(|message| Envelope::from_message(&message.body).unwrap())
-            .collect()
-    }
-
     #[tokio::test]
     async fn the_subscription_echoes_the_challenge_for_our_token_only() {
         let (handler, _queue, _dir) = handler();
@@ -222,7 +210,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        let envelopes = queued(&queue).await;
+        let envelopes = Envelope::received(queue.as_ref()).await;
         assert_eq!(envelopes.len(), 1);
         assert_eq!(envelopes[0].source, Source::Meta);
         assert!(envelopes[0].dedupe_key.starts_with("meta:wamid."));
@@ -238,7 +226,7 @@ mod tests {
             let error = handler.handle(request).await.unwrap_err();
             assert_eq!(error.status(), StatusCode::UNAUTHORIZED);
         }
-        assert!(queued(&queue).await.is_empty());
+        assert!(Envelope::received(queue.as_ref()).await.is_empty());
     }
 
     #[tokio::test]
@@ -260,12 +248,17 @@ mod tests {
             .handle(post(body.into_bytes(), Some(&signature)))
             .await
             .unwrap();
-        let mut keys: Vec<String> = queued(&queue)
+        let mut keys: Vec<String> = Envelope::received(queue.as_ref())
             .await
             .into_iter()
             .map(|e| e.dedupe_key)
             .collect();
-        keys.extend(queued(&queue).await.into_iter().map(|e| e.dedupe_key));
+        keys.extend(
+            Envelope::received(queue.as_ref())
+                .await
+                .into_iter()
+                .map(|e| e.dedupe_key),
+        );
         keys.sort();
         let mut expected: Vec<String> = (0..12).map(|n| format!("meta:w{n}")).collect();
         expected.sort();

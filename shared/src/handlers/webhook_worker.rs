@@ -563,7 +563,7 @@ mod tests {
     use super::*;
     use crate::adapters::Adapters;
     use crate::auth::GrantCipher;
-    use crate::auth::grants::{GrantInfo, GrantTokens};
+
     use crate::clock::{ManualClock, SystemClock};
     use crate::config::{Config, Profile};
     use crate::embedded_db::EmbeddedDb;
@@ -651,31 +651,7 @@ mod tests {
         )
         .with_clock(clock.clone());
         let now = SystemClock.now_secs();
-        let tenant = Tenants::new(Arc::clone(&store))
-            .for_seller(SELLER, "LOJA", now)
-            .await
-            .unwrap();
-        services
-            .grants()
-            .unwrap()
-            .connect(
-                GrantInfo {
-                    tenant: tenant.clone(),
-                    seller_id: SELLER,
-                    nickname: "LOJA".into(),
-                    scopes: vec![],
-                    status: GrantStatus::Ok,
-                    expires_at: now + 21_600,
-                    lease_until: None,
-                    version: 0,
-                },
-                &GrantTokens {
-                    access_token: "APP_USR-1".into(),
-                    refresh_token: "TG-1".into(),
-                },
-            )
-            .await
-            .unwrap();
+        let tenant = crate::testkit::connected_seller(&services, SELLER).await;
         Channels::new(Arc::clone(&store))
             .link_whatsapp(&tenant, PHONE, now)
             .await

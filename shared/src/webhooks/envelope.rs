@@ -53,6 +53,18 @@ impl Envelope {
     pub fn from_message(body: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(body)
     }
+
+    /// Up to 10 envelopes waiting on `queue`, received (tests).
+    #[cfg(test)]
+    pub async fn received(queue: &dyn crate::queue::Queue) -> Vec<Envelope> {
+        let wait = std::time::Duration::ZERO;
+        let visibility = std::time::Duration::from_secs(30);
+        let messages = queue.receive(10, visibility, wait).await.unwrap();
+        messages
+            .iter()
+            .map(|message| Envelope::from_message(&message.body).unwrap())
+            .collect()
+    }
 }
 
 #[cfg(test)]
