@@ -1,58 +1,332 @@
 #!/usr/bin/env bash
-# Benchmarks: each function's release binary under the Lambda Runtime API emulator —
-# init time (spawn -> first GET /next), first invocation, peak RSS, size — as medians over
-# RUNS cold starts, with DynamoDB and SQS on moto; then the rate limiter's round trips per
-# check and check latency against Redis (limiter_bench). Loopback only, bounded.
-#   bash infra/bench.sh            # every function under functions/
-#   RUNS=50 bash infra/bench.sh health
+# Benchmarks, loopback only, bounded:
+#   - cold starts: each function's release binary under the Lambda Runtime API emulator —
+#     init time (spawn -> first GET /next), first invocation, peak RSS, size — as medians
+#     over RUNS cold starts, with DynamoDB and SQS on moto;
+#   - the rate limiter's round trips per check and check latency against Redis (limiter_bench);
+#   - ingest: the webhook ingest handlers' p50/p99 in process, excluding the SQS call
+#     (ingest_bench), then the local runner's accepted webhooks/s at 64 connections against
+#     the Node/BullMQ peer in ../shared/peers/node-bullmq, in the same run, with the same
+#     wrk script, body and signature, counting the accepted webhooks on the queue.
+#
+#   bash infra/bench.sh                 # everything: cold starts of every function, limiter, ingest
+#   RUNS=50 bash infra/bench.sh health  # cold starts of the named functions, then the limiter
+#   bash infra/bench.sh ingest          # the ingest benchmarks only
+#
+# Ingest settings (env, defaults): INGEST_ROUNDS=3 (runner/peer pairs, order alternating),
+# THREADS=2 CONNS=64 WARMUP=5s DURATION=15s (wrk, for both sides), HANDLER_ROUNDS=5
+# HANDLER_REQUESTS=20000 (ingest_bench), RUNNER_PORT=3911, PEER_PORT=3901, LOG_LEVEL (the
+# runner's; unset: info, as shipped), KEEP_LOGS=1 keeps the runner's stdout and data,
+# RUNNER_BIN (default target/release/local, built here) to load another build of the runner.
+# Installs from Debian what the ingest needs and lacks (wrk, redis-server, curl, jq); node
+# >= 20 must be installed. The peer runs from a scratch copy (its npm install writes there).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-EMULATORS=(bash "$ROOT/infra/emulators.sh")
 
-"${EMULATORS[@]}" install
-export SELLERHUB_EMULATORS_DIR="${SELLERHUB_EMULATORS_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sellerhub-bench.XXXXXX")}"
-trap '"${EMULATORS[@]}" stop || true' EXIT
-eval "$("${EMULATORS[@]}" start)"
-export MOTO_ENDPOINT REDIS_URL
-
-functions=("$@")
-if [ ${#functions[@]} -eq 0 ]; then
-    for dir in functions/*/; do functions+=("$(basename "$dir")"); done
+functions=()
+coldstarts=true
+ingest=true
+if [ $# -eq 1 ] && [ "$1" = ingest ]; then
+    coldstarts=false
+elif [ $# -gt 0 ]; then
+    functions=("$@")
+    ingest=false
 fi
 
-# Throwaway secrets for the bench's functions (never used anywhere else).
-random() { head -c "$1" /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '='; }
-secrets=(
-    "SESSION_SIGNING_KEY=$(random 32)"
-    "GRANT_ENCRYPTION_KEY=bench:$(head -c 32 /dev/urandom | base64 -w0)"
-    "MERCADOLIVRE_CLIENT_SECRET=$(random 24)"
-    "MERCADOLIVRE_CLIENT_ID=123456"
-    "MERCADOLIVRE_REDIRECT_URI=https://api.example.com/prod/auth/callback"
-)
+# ------------------------------------------------------------------ cold starts, limiter
 
-# What each function is invoked with: its route (a request it answers without calling
-# Mercado Livre) and the services and secrets its init needs.
-bench_args() {
-    case "$1" in
-        health) echo "--path /health" ;;
-        auth-login) echo "--path /auth/login --upstash" ;;
-        auth-callback) echo "--path /auth/callback --upstash" ;;
-        auth-logout) echo "--path /auth/logout --method POST" ;;
-        me) echo "--path /v1/me" ;;
-        token-refresher) echo "--upstash" ;;
-        *) echo "" ;;
-    esac
+run_coldstarts() {
+    local EMULATORS=(bash "$ROOT/infra/emulators.sh")
+    "${EMULATORS[@]}" install
+    export SELLERHUB_EMULATORS_DIR="${SELLERHUB_EMULATORS_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sellerhub-bench.XXXXXX")}"
+    EMULATORS_STARTED=true
+    eval "$("${EMULATORS[@]}" start)"
+    export MOTO_ENDPOINT REDIS_URL
+
+    if [ ${#functions[@]} -eq 0 ]; then
+        for dir in functions/*/; do functions+=("$(basename "$dir")"); done
+    fi
+
+    # Throwaway secrets for the bench's functions (never used anywhere else).
+    random() { head -c "$1" /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '='; }
+    local secrets=(
+        "SESSION_SIGNING_KEY=$(random 32)"
+        "GRANT_ENCRYPTION_KEY=bench:$(head -c 32 /dev/urandom | base64 -w0)"
+        "MERCADOLIVRE_CLIENT_SECRET=$(random 24)"
+        "MERCADOLIVRE_CLIENT_ID=123456"
+        "MERCADOLIVRE_REDIRECT_URI=https://api.example.com/prod/auth/callback"
+    )
+
+    # What each function is invoked with: its route (a request it answers without calling
+    # Mercado Livre) and the services and secrets its init needs.
+    bench_args() {
+        case "$1" in
+            health) echo "--path /health" ;;
+            auth-login) echo "--path /auth/login --upstash" ;;
+            auth-callback) echo "--path /auth/callback --upstash" ;;
+            auth-logout) echo "--path /auth/logout --method POST" ;;
+            me) echo "--path /v1/me" ;;
+            token-refresher) echo "--upstash" ;;
+            *) echo "" ;;
+        esac
+    }
+
+    cargo build --release -p sellerhub-tests --bin lambda_coldstart --bin limiter_bench
+    local function
+    for function in "${functions[@]}"; do
+        echo "== $function"
+        # shellcheck disable=SC2046 # the arguments are words on purpose
+        "$ROOT/target/release/lambda_coldstart" "$function" "${RUNS:-20}" --moto \
+            $(bench_args "$function") "${secrets[@]}"
+    done
+
+    echo "== rate limiter: round trips and check latency (redis-server through the Upstash REST shim)"
+    "$ROOT/target/release/limiter_bench" 5 1000 --check
+    "${EMULATORS[@]}" stop
+    EMULATORS_STARTED=false
 }
 
-cargo build --release -p sellerhub-tests --bin lambda_coldstart --bin limiter_bench
-for function in "${functions[@]}"; do
-    echo "== $function"
-    # shellcheck disable=SC2046 # the arguments are words on purpose
-    "$ROOT/target/release/lambda_coldstart" "$function" "${RUNS:-20}" --moto \
-        $(bench_args "$function") "${secrets[@]}"
-done
+# ------------------------------------------------------------------ ingest
 
-echo "== rate limiter: round trips and check latency (redis-server through the Upstash REST shim)"
-"$ROOT/target/release/limiter_bench" 5 1000 --check
+PEER_SRC="$ROOT/../shared/peers/node-bullmq"
+INGEST_ROUNDS=${INGEST_ROUNDS:-3}
+THREADS=${THREADS:-2} CONNS=${CONNS:-64} WARMUP=${WARMUP:-5s} DURATION=${DURATION:-15s}
+RUNNER_PORT=${RUNNER_PORT:-3911} PEER_PORT=${PEER_PORT:-3901}
+RUNNER_BIN=${RUNNER_BIN:-$ROOT/target/release/local}
+# The peer's sign.js default: the runner gets it as META_APP_SECRET, so one SIG serves both.
+APP_SECRET=peer-bench-app-secret
+RUNNER_PID=''
+EMULATORS_STARTED=false
+
+# Stops only what this script started: the local runner (the peer's run.sh stops its own).
+cleanup() {
+    if [ -n "$RUNNER_PID" ]; then stop_pid "$RUNNER_PID"; fi
+    if $EMULATORS_STARTED; then bash "$ROOT/infra/emulators.sh" stop || true; fi
+}
+trap cleanup EXIT
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+# Installs Debian packages for the commands that are missing (as emulators.sh does for redis).
+apt_install() {
+    local missing=() pair command package
+    for pair in "$@"; do
+        command=${pair%%:*} package=${pair#*:}
+        command -v "$command" >/dev/null || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || die "missing ${missing[*]} and this is not root (apt-get install -y ${missing[*]})"
+        sudo=(sudo -n)
+    fi
+    echo "bench: installing ${missing[*]} from Debian" >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >&2
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+stop_pid() { # SIGTERM, wait up to 10 s (the runner drains), then SIGKILL
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 200); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# wrk latency ("912.00us", "8.85ms", "1.02s") in milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.2f", v / 1000 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.2f", v }
+        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.2f", v * 1000 }
+        else printf "nan" }'
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
+# CPU over the middle of a wrk run (1 s in, until 1 s before its end), as the peer's run.sh
+# measures it: the runner, wrk, and "other" (machine busy minus those two: the other
+# engineer's compile, the kernel's softirq).
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_snap() { echo "$(awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 }' /proc/stat) $(ticks "$1") $(ticks "$2")"; }
+cores() { awk -v t="$1" -v s="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / s / hz }'; }
+
+# Accepted webhooks, counted by the handler's EMF metric line (written before the 200,
+# at any LOG_LEVEL).
+accepted() { { grep -F '"Outcome":"Accepted"' "$1" || true; } | grep -cF '"Source":"meta"' || true; }
+
+# One measured run of the local runner; appends "rps p50_ms p99_ms" to $WORK/ours.txt.
+run_ours() {
+    local n=$1 data="$WORK/runner-$n" log="$WORK/runner-$n.stdout"
+    local url="http://127.0.0.1:$RUNNER_PORT/webhooks/meta" w="$WORK/wrk-ours-$n.txt"
+    port_in_use "$RUNNER_PORT" && die "port $RUNNER_PORT is in use; set RUNNER_PORT"
+    # A clean environment: only what selects the embedded adapters, no workers, this port.
+    env -i PATH="$PATH" HOME="$HOME" HOST=127.0.0.1 PORT="$RUNNER_PORT" DATA_DIR="$data" \
+        LOCAL_WORKERS=false STORE_BACKEND=embedded QUEUE_BACKEND=embedded \
+        HEALTH_CACHE_MS=0 HEALTH_MAX_WAITING=1000000000 META_APP_SECRET="$APP_SECRET" \
+        ${LOG_LEVEL:+LOG_LEVEL="$LOG_LEVEL"} \
+        "$RUNNER_BIN" >"$log" 2>"$WORK/runner-$n.stderr" &
+    RUNNER_PID=$!
+    local up=false
+    for _ in $(seq 200); do
+        curl -s -o /dev/null "http://127.0.0.1:$RUNNER_PORT/health" && { up=true; break; }
+        kill -0 "$RUNNER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    $up || die "the local runner did not start; see $WORK/runner-$n.stderr and $log"
+
+    (cd "$PEER" && SIG="$SIG" wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s post.lua "$url" >"$WORK/wrk-ours-$n-warmup.txt")
+    sleep 1
+    local a0 q0
+    a0=$(accepted "$log")
+    q0=$(curl -s "http://127.0.0.1:$RUNNER_PORT/health" | jq -e '.checks.queue.visible') \
+        || die "GET /health gave no queue depth"
+
+    (cd "$PEER" && SIG="$SIG" exec wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s post.lua "$url" >"$w") &
+    local wrk_pid=$! secs=$((${DURATION%s} - 2)) b0 sv0 wr0 b1 sv1 wr1
+    sleep 1; read -r b0 sv0 wr0 <<<"$(cpu_snap "$RUNNER_PID" "$wrk_pid")"
+    sleep "$secs"; read -r b1 sv1 wr1 <<<"$(cpu_snap "$RUNNER_PID" "$wrk_pid")"
+    wait "$wrk_pid"
+    sleep 1 # let requests cut off by wrk's stop finish
+    local a1 hwm
+    a1=$(accepted "$log")
+    hwm=$(awk '/^VmHWM/{ print $2 }' "/proc/$RUNNER_PID/status")
+    stop_pid "$RUNNER_PID"
+    RUNNER_PID=''
+    local a_end stats total visible dlq
+    a_end=$(accepted "$log")
+    stats=$("$ROOT/target/release/ingest_bench" queue-stats "$data")
+    total=$(jq .total <<<"$stats") visible=$(jq .visible <<<"$stats") dlq=$(jq .dead_letters <<<"$stats")
+
+    local rps p50 p99 reqs non2xx wrk200 sent queued
+    rps=$(awk '/^Requests\/sec:/{ print $2 }' "$w")
+    p50=$(awk '$1 == "50%" { print $2 }' "$w") p99=$(awk '$1 == "99%" { print $2 }' "$w")
+    reqs=$(awk '/requests in/{ print $1 }' "$w")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/{ print $NF }' "$w"); non2xx=${non2xx:-0}
+    wrk200=$((reqs - non2xx)) sent=$((a1 - a0)) queued=$((total - q0))
+    # The handler answers 200 only once its message is committed (fsynced), so every 200
+    # must be on the queue. The queue may hold a few more: requests wrk cut off when it
+    # stopped, whose message was committed but whose 200 was never sent (the connection
+    # was gone; a sender retries those): at most one per connection at each wrk stop.
+    local verdict="none lost: every 200 sent is on the queue ($queued queued, $sent 200s sent; $((queued - sent)) more committed for requests cut off at wrk's stop, never answered)"
+    if [ "$queued" -lt "$sent" ] || [ $((queued - sent)) -gt "$CONNS" ] || [ "$non2xx" -ne 0 ] \
+        || [ "$wrk200" -gt "$sent" ] || [ "$total" -lt "$a_end" ] || [ $((total - a_end)) -gt $((2 * CONNS)) ] \
+        || [ "$a_end" -ne "$a1" ] || [ "$dlq" -ne 0 ]; then
+        verdict="MISMATCH: $queued queued, $sent 200s sent"
+        LOST=1
+    fi
+    local lines bytes other
+    lines=$(wc -l <"$log") bytes=$(du -m "$log" | cut -f1)
+    other=$(cores $((b1 - b0 - (sv1 - sv0) - (wr1 - wr0))) "$secs")
+    cat <<EOF
+-- local runner, run $n: wrk -t$THREADS -c$CONNS -d$DURATION --latency -s post.lua (after a $WARMUP warm-up)
+requests/s            : $rps
+latency p50 / p99     : $p50 / $p99
+responses (wrk)       : $reqs, of which 200: $wrk200, non-2xx: $non2xx; $(grep -o 'Socket errors:.*' "$w" || echo 'Socket errors: none')
+200s sent (runner)    : $sent over the measured run (EMF Accepted lines; incl. requests cut off at wrk's stop)
+messages queued       : $queued (embedded queue after SIGTERM: $total in all = $visible visible, $dlq dead letters; $q0 before the measured run)
+verdict               : $verdict
+runner's whole life   : $total queued, $a_end 200s sent (warm-up included)
+runner peak RSS       : $((hwm / 1024)) MiB (VmHWM $hwm kB)
+CPU mid-run           : runner $(cores $((sv1 - sv0)) "$secs"), wrk $(cores $((wr1 - wr0)) "$secs"), other $other cores (other: the rest of the machine, incl. kernel softirq)
+runner stdout         : $lines lines, $bytes MiB, to a file (LOG_LEVEL ${LOG_LEVEL:-info})
+EOF
+    [ "${KEEP_LOGS:-0}" = 1 ] || rm -rf "$log" "$data"
+    echo "$rps $(to_ms "$p50") $(to_ms "$p99") $((hwm / 1024)) $other" >>"$WORK/ours.txt"
+}
+
+# One run of the peer's own run.sh; appends "rps p50_ms p99_ms" to $WORK/peer.txt.
+run_peer() {
+    local n=$1 out="$WORK/peer-$n.txt" rc=0
+    (cd "$PEER" && env PORT="$PEER_PORT" APP_SECRET="$APP_SECRET" THREADS="$THREADS" \
+        CONNS="$CONNS" WARMUP="$WARMUP" DURATION="$DURATION" bash run.sh) >"$out" 2>&1 || rc=$?
+    echo "-- node-bullmq peer, run $n (its run.sh; full output in $out)"
+    sed -n '/^== node-bullmq peer/,$p' "$out" | tail -n +2
+    [ "$rc" -eq 0 ] || { echo "peer run.sh exited $rc:"; tail -20 "$out"; LOST=1; return 0; }
+    local rps p50 p99 other
+    rps=$(awk -F' : ' '/^requests\/s/{ print $2 }' "$out")
+    read -r p50 p99 < <(awk -F' : ' '/^latency p50/{ split($2, l, " / "); print l[1], l[2] }' "$out")
+    other=$(sed -nE 's/^CPU mid-run .* other (-?[0-9.]+) .*/\1/p' "$out")
+    echo "$rps $(to_ms "$p50") $(to_ms "$p99") ${other:-?}" >>"$WORK/peer.txt"
+}
+
+run_ingest() {
+    [ -f "$PEER_SRC/run.sh" ] && [ -f "$PEER_SRC/post.lua" ] && [ -f "$PEER_SRC/body.json" ] \
+        || die "the Node/BullMQ peer is missing: expected ../shared/peers/node-bullmq next to the repository ($PEER_SRC)"
+    [[ $DURATION =~ ^[0-9]+s$ ]] && [ "${DURATION%s}" -ge 4 ] || die "DURATION must be whole seconds >= 4, like 15s"
+    apt_install wrk:wrk redis-server:redis-server redis-cli:redis-tools curl:curl jq:jq
+    command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] \
+        || die "the peer needs node >= 20"
+    cargo build --release -p local --bin local -p sellerhub-tests --bin ingest_bench
+
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/sellerhub-ingest.XXXXXX")
+    # The peer runs from a copy (its npm install writes node_modules and the lock), kept
+    # across runs per package.json/lock so node_modules is installed once.
+    PEER="${TMPDIR:-/tmp}/sellerhub-bench-peer-$(cat "$PEER_SRC/package.json" "$PEER_SRC/package-lock.json" | sha256sum | cut -c1-12)"
+    mkdir -p "$PEER"
+    find "$PEER_SRC" -maxdepth 1 -type f -exec cp -f {} "$PEER/" \;
+    chmod -R u+w "$PEER"
+    cmp -s "$PEER/body.json" tests/fixtures/bench/meta-whatsapp-text.json \
+        || echo "bench: note: the peer's body.json differs from tests/fixtures/bench/meta-whatsapp-text.json (ingest_bench's body)" >&2
+    SIG=$(cd "$PEER" && APP_SECRET="$APP_SECRET" node sign.js)
+
+    echo "== ingest handlers in process, excluding the SQS call (ingest_bench; log and EMF lines to /dev/null)"
+    "$ROOT/target/release/ingest_bench" "${HANDLER_ROUNDS:-5}" "${HANDLER_REQUESTS:-20000}" --check >/dev/null
+
+    echo "== ingest: the local runner (release, embedded queue, LOCAL_WORKERS=false) vs the node-bullmq peer, $INGEST_ROUNDS rounds back to back, order alternating"
+    LOST=0
+    : >"$WORK/ours.txt"; : >"$WORK/peer.txt"
+    local n orders=()
+    for n in $(seq "$INGEST_ROUNDS"); do
+        if [ $((n % 2)) -eq 1 ]; then
+            run_ours "$n"; run_peer "$n"; orders+=("ours, peer")
+        else
+            run_peer "$n"; run_ours "$n"; orders+=("peer, ours")
+        fi
+    done
+
+    local -a ours_rps peer_rps ours_p50 ours_p99 peer_p50 peer_p99 ours_hwm ours_other peer_other ratios
+    mapfile -t ours_rps < <(awk '{ print $1 }' "$WORK/ours.txt")
+    mapfile -t ours_p50 < <(awk '{ print $2 }' "$WORK/ours.txt")
+    mapfile -t ours_p99 < <(awk '{ print $3 }' "$WORK/ours.txt")
+    mapfile -t ours_hwm < <(awk '{ print $4 }' "$WORK/ours.txt")
+    mapfile -t ours_other < <(awk '{ print $5 }' "$WORK/ours.txt")
+    mapfile -t peer_rps < <(awk '{ print $1 }' "$WORK/peer.txt")
+    mapfile -t peer_p50 < <(awk '{ print $2 }' "$WORK/peer.txt")
+    mapfile -t peer_p99 < <(awk '{ print $3 }' "$WORK/peer.txt")
+    mapfile -t peer_other < <(awk '{ print $4 }' "$WORK/peer.txt")
+    [ ${#peer_rps[@]} -eq "$INGEST_ROUNDS" ] || die "a peer run failed; see $WORK/peer-*.txt"
+
+    echo
+    echo "== ingest summary: $(nproc) cores, wrk -t$THREADS -c$CONNS -d$DURATION --latency, the peer's post.lua, body.json and SIG on both, loopback"
+    echo "   (other: cores busy with anything but the server under test, its Redis and wrk — noise; ~0 is a clean run)"
+    printf '%-7s %-11s %11s %9s %9s %6s   %11s %9s %9s %6s   %6s\n' round order "ours req/s" p50 p99 other "peer req/s" p50 p99 other ratio
+    for n in $(seq "$INGEST_ROUNDS"); do
+        local i=$((n - 1))
+        ratios+=("$(ratio "${ours_rps[$i]}" "${peer_rps[$i]}")")
+        printf '%-7s %-11s %11s %7sms %7sms %6s   %11s %7sms %7sms %6s   %5s×\n' "$n" "${orders[$i]}" \
+            "${ours_rps[$i]}" "${ours_p50[$i]}" "${ours_p99[$i]}" "${ours_other[$i]}" \
+            "${peer_rps[$i]}" "${peer_p50[$i]}" "${peer_p99[$i]}" "${peer_other[$i]}" "${ratios[$i]}"
+    done
+    local ours peer r
+    ours=$(median "${ours_rps[@]}") peer=$(median "${peer_rps[@]}") r=$(ratio "$ours" "$peer")
+    printf '%-19s %11s %7sms %7sms %6s   %11s %7sms %7sms %6s   %5s×\n' median "$ours" \
+        "$(median "${ours_p50[@]}")" "$(median "${ours_p99[@]}")" "" \
+        "$peer" "$(median "${peer_p50[@]}")" "$(median "${peer_p99[@]}")" "" "$r"
+    echo "ratio ours/peer: ${r}× of the medians, $(median "${ratios[@]}")× the median of the rounds' ratios — goal ≥ 5×: $(awk -v r="$r" 'BEGIN { print (r >= 5 ? "met" : "NOT met") }')"
+    echo "runner peak RSS (VmHWM): median $(median "${ours_hwm[@]}") MiB; every runner run: $([ "$LOST" -eq 0 ] && echo "none lost (every 200 on the queue)" || echo "MISMATCH, see above")"
+    [ "$LOST" -eq 0 ] || die "webhooks lost or a peer run failed; see above and $WORK"
+    [ "${KEEP_LOGS:-0}" = 1 ] || rm -rf "$WORK"
+}
+
+if $coldstarts; then run_coldstarts; fi
+if $ingest; then run_ingest; fi
