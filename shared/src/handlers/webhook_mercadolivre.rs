@@ -58,7 +58,7 @@ impl HttpHandler for WebhookMercadoLivre {
         })?;
         webhooks::enqueue(&*self.queue, std::slice::from_ref(&envelope)).await?;
         webhooks::count(Source::MercadoLivre, "Accepted");
-        tracing::info!(dedupe_key = %envelope.dedupe_key, "Mercado Livre notification queued");
+        tracing::debug!(dedupe_key = %envelope.dedupe_key, "Mercado Livre notification queued");
         json(StatusCode::OK, &serde_json::json!({ "status": "accepted" }))
     }
 }

@@ -94,7 +94,7 @@ impl WebhookMeta {
         })?;
         webhooks::enqueue(&*self.queue, &envelopes).await?;
         webhooks::count(Source::Meta, "Accepted");
-        tracing::info!(changes = envelopes.len(), "Meta webhook queued");
+        tracing::debug!(changes = envelopes.len(), "Meta webhook queued");
         json(StatusCode::OK, &serde_json::json!({ "status": "accepted" }))
     }
 
