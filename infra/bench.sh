@@ -17,7 +17,8 @@
 # THREADS=2 CONNS=64 WARMUP=5s DURATION=15s (wrk, for both sides), HANDLER_ROUNDS=5
 # HANDLER_REQUESTS=20000 (ingest_bench), RUNNER_PORT=3911, PEER_PORT=3901, LOG_LEVEL (the
 # runner's; unset: info, as shipped), KEEP_LOGS=1 keeps the runner's stdout and data,
-# RUNNER_BIN (default target/release/local, built here) to load another build of the runner.
+# RUNNER_BIN (default target/runner/local, built here with the `runner` profile) to load
+# another build of the runner.
 # Installs from Debian what the ingest needs and lacks (wrk, redis-server, curl, jq); node
 # >= 20 must be installed. The peer runs from a scratch copy (its npm install writes there).
 set -euo pipefail
@@ -94,7 +95,7 @@ PEER_SRC="$ROOT/../shared/peers/node-bullmq"
 INGEST_ROUNDS=${INGEST_ROUNDS:-3}
 THREADS=${THREADS:-2} CONNS=${CONNS:-64} WARMUP=${WARMUP:-5s} DURATION=${DURATION:-15s}
 RUNNER_PORT=${RUNNER_PORT:-3911} PEER_PORT=${PEER_PORT:-3901}
-RUNNER_BIN=${RUNNER_BIN:-$ROOT/target/release/local}
+RUNNER_BIN=${RUNNER_BIN:-$ROOT/target/runner/local}
 # The peer's sign.js default: the runner gets it as META_APP_SECRET, so one SIG serves both.
 APP_SECRET=peer-bench-app-secret
 RUNNER_PID=''
@@ -266,7 +267,10 @@ run_ingest() {
     apt_install wrk:wrk redis-server:redis-server redis-cli:redis-tools curl:curl jq:jq
     command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] \
         || die "the peer needs node >= 20"
-    cargo build --release -p local --bin local -p sellerhub-tests --bin ingest_bench
+    # The runner's own profile (opt-level 3: a long-running server; the Lambda binaries are
+    # built for size).
+    cargo build --profile runner -p local --bin local
+    cargo build --release -p sellerhub-tests --bin ingest_bench
 
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/sellerhub-ingest.XXXXXX")
     # The peer runs from a copy (its npm install writes node_modules and the lock), kept

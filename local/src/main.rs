@@ -5,7 +5,16 @@ use shared::config::{Config, Profile};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    shared::telemetry::init("local");
+    // Log and metric lines go through one buffered writer on its own thread: a server
+    // under load would otherwise make a write call per line. The guard flushes on exit.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    let metrics = writer.clone();
+    shared::telemetry::emf::write_to(move |line| {
+        let _ = std::io::Write::write_all(&mut metrics.clone(), line);
+    });
+    shared::telemetry::init_with_writer("local", writer);
     let config = Config::load(Profile::Local)
         .await
         .inspect_err(shared::lambda::log_init_error)?;

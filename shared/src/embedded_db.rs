@@ -17,6 +17,10 @@ use tokio::sync::oneshot;
 /// Writes committed together at most; bounds one commit's latency.
 const MAX_GROUP: usize = 512;
 
+/// The page cache: redb's default (1 GiB) would let a busy local runner's memory grow
+/// with its file.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 pub const FILE_NAME: &str = "sellerhub.redb";
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +109,11 @@ impl EmbeddedDb {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|error| open_error(error.to_string()))?;
-        let db = Arc::new(Database::create(&path).map_err(|error| open_error(error.to_string()))?);
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|error| open_error(error.to_string()))?;
+        let db = Arc::new(db);
         let (jobs, receiver) = mpsc::channel::<Box<dyn Job>>();
         let writer_db = Arc::clone(&db);
         let writer = std::thread::Builder::new()

@@ -68,25 +68,35 @@ pub fn line(
     serde_json::Value::Object(root).to_string()
 }
 
-static SILENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+type Sink = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+static SINK: std::sync::OnceLock<Sink> = std::sync::OnceLock::new();
+
+/// Where [`emit`] writes its lines in this process, instead of stdout; set once, before
+/// the first line (the local runner: its buffered log writer).
+pub fn write_to(sink: impl Fn(&[u8]) + Send + Sync + 'static) {
+    let _ = SINK.set(Box::new(sink));
+}
 
 /// Stops [`emit`] writing anything in this process: for tests that run thousands of
 /// operations in process (stdout written directly is not captured by the test harness).
 pub fn silence() {
-    SILENT.store(true, std::sync::atomic::Ordering::Relaxed);
+    write_to(|_| {});
 }
 
-/// Writes one EMF line to stdout.
+/// Writes one EMF line to stdout (or where [`write_to`] said).
 pub fn emit(dimensions: &[(&str, &str)], metrics: &[Metric]) {
-    if SILENT.load(std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
     let now = time::OffsetDateTime::now_utc();
     let millis = (now.unix_timestamp_nanos() / 1_000_000) as i64;
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
     let mut out = line(millis, function.as_deref(), dimensions, metrics);
     out.push('\n');
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    match SINK.get() {
+        Some(sink) => sink(out.as_bytes()),
+        None => {
+            let _ = std::io::stdout().lock().write_all(out.as_bytes());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -44,11 +44,19 @@ pub fn log_filter(log_level: Option<&str>, lambda_log_level: Option<&str>) -> Ta
 
 /// Installs the JSON logger for this process, writing to stdout. Call once, at init.
 pub fn init(function: &str) {
+    init_with_writer(function, std::io::stdout);
+}
+
+/// [`init`], writing to `writer` instead of stdout.
+pub fn init_with_writer<W>(function: &str, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = log_filter(
         std::env::var("LOG_LEVEL").ok().as_deref(),
         std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
     );
-    let _ = tracing::subscriber::set_global_default(subscriber(function, filter, std::io::stdout));
+    let _ = tracing::subscriber::set_global_default(subscriber(function, filter, writer));
 }
 
 /// The logger, writing to any writer (tests capture lines with it).
