@@ -88,7 +88,8 @@ pub fn silence() {
 pub fn emit(dimensions: &[(&str, &str)], metrics: &[Metric]) {
     let now = time::OffsetDateTime::now_utc();
     let millis = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
+    static FUNCTION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let function = FUNCTION.get_or_init(|| std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok());
     let mut out = line(millis, function.as_deref(), dimensions, metrics);
     out.push('\n');
     match SINK.get() {
