@@ -288,28 +288,47 @@ impl Queue for EmbeddedQueue {
         let count = messages.len();
         let CheckedBatch { accepted, refused } = validate_batch(messages)?;
         let queue = self.name.clone();
+        // Ids and encoding here, in the caller's task: the database's one writer thread
+        // only appends the bytes.
+        let now = now_millis();
+        let prepared = accepted
+            .into_iter()
+            .map(|(index, message)| {
+                let id = uuid::Uuid::new_v4().to_string();
+                let stored = Stored {
+                    visible_at_millis: now + i64::from(message.delay_seconds) * 1000,
+                    receive_count: 0,
+                    body: Body {
+                        id: id.clone(),
+                        body: message.body,
+                        attributes: message.attributes,
+                        sent_at_millis: now,
+                        receipt: None,
+                    },
+                };
+                Ok((index, id, stored.encode()?))
+            })
+            .collect::<Result<Vec<_>, redb::Error>>()
+            .map_err(EmbeddedError::from)?;
         let sent = self
             .db
             .write(move |txn| {
-                let now = now_millis();
-                let mut sent = Vec::with_capacity(accepted.len());
-                for (index, message) in &accepted {
-                    let id = uuid::Uuid::new_v4().to_string();
-                    let stored = Stored {
-                        visible_at_millis: now + i64::from(message.delay_seconds) * 1000,
-                        receive_count: 0,
-                        body: Body {
-                            id: id.clone(),
-                            body: message.body.clone(),
-                            attributes: message.attributes.clone(),
-                            sent_at_millis: now,
-                            receipt: None,
-                        },
-                    };
-                    append(txn, &queue, &stored)?;
-                    sent.push((*index, id));
+                let mut sequences = txn.open_table(NEXT_SEQUENCE)?;
+                let mut messages = txn.open_table(MESSAGES)?;
+                let first = sequences
+                    .get(queue.as_str())?
+                    .map(|value| value.value())
+                    .unwrap_or(0);
+                let mut next = first;
+                for (_, _, bytes) in &prepared {
+                    messages.insert((queue.as_str(), next), bytes.as_slice())?;
+                    next += 1;
                 }
-                Ok(sent)
+                sequences.insert(queue.as_str(), next)?;
+                Ok(prepared
+                    .iter()
+                    .map(|(index, id, _)| (*index, id.clone()))
+                    .collect::<Vec<_>>())
             })
             .await?;
         self.sent.notify_waiters();
