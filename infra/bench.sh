@@ -58,6 +58,8 @@ run_coldstarts() {
         "MERCADOLIVRE_CLIENT_SECRET=$(random 24)"
         "MERCADOLIVRE_CLIENT_ID=123456"
         "MERCADOLIVRE_REDIRECT_URI=https://api.example.com/prod/auth/callback"
+        "META_APP_SECRET=$(random 24)"
+        "META_VERIFY_TOKEN=$(random 24)"
     )
 
     # What each function is invoked with: its route (a request it answers without calling
@@ -69,7 +71,10 @@ run_coldstarts() {
             auth-callback) echo "--path /auth/callback --upstash" ;;
             auth-logout) echo "--path /auth/logout --method POST" ;;
             me) echo "--path /v1/me" ;;
-            token-refresher) echo "--upstash" ;;
+            channels) echo "--path /v1/channels --upstash" ;;
+            webhook-mercadolivre) echo "--path /webhooks/mercadolivre --method POST --body {}" ;;
+            webhook-meta) echo "--path /webhooks/meta" ;;
+            token-refresher | reconciler | webhook-worker) echo "--upstash" ;;
             *) echo "" ;;
         esac
     }
