@@ -99,46 +99,42 @@ pub struct Functions {
 impl Functions {
     pub fn new(services: &Services) -> Result<Self, ConfigError> {
         Ok(Self {
-            http: HTTP
-                .iter()
-                .map(|build| build(services))
-                .collect::<Result<_, _>>()?,
-            scheduled: SCHEDULED
-                .iter()
-                .map(|build| build(services))
-                .collect::<Result<_, _>>()?,
-            queued: QUEUED
-                .iter()
-                .map(|build| build(services))
-                .collect::<Result<_, _>>()?,
+            http: build_all(HTTP, services)?,
+            scheduled: build_all(SCHEDULED, services)?,
+            queued: build_all(QUEUED, services)?,
         })
     }
 
     /// The handler of HTTP function `function`. Every function the route table names
     /// has one (a test checks it).
     pub fn handler(&self, function: &str) -> Handler {
-        match self.http.get(function) {
-            Some(handler) => Arc::clone(handler),
-            None => panic!("the local runner has no handler for HTTP function {function:?}"),
-        }
+        find(&self.http, function)
     }
 
     /// The run of scheduled worker `function`. Every scheduled worker of the worker table
     /// has one (a test checks it).
     pub fn scheduled(&self, function: &str) -> Run {
-        match self.scheduled.get(function) {
-            Some(run) => Arc::clone(run),
-            None => panic!("the local runner has no handler for worker {function:?}"),
-        }
+        find(&self.scheduled, function)
     }
 
     /// The batch handler of queue worker `function`. Every queue worker of the worker
     /// table has one (a test checks it).
     pub fn queued(&self, function: &str) -> Batch {
-        match self.queued.get(function) {
-            Some(batch) => Arc::clone(batch),
-            None => panic!("the local runner has no handler for worker {function:?}"),
-        }
+        find(&self.queued, function)
+    }
+}
+
+fn build_all<T>(
+    builds: &[Build<T>],
+    services: &Services,
+) -> Result<BTreeMap<&'static str, T>, ConfigError> {
+    builds.iter().map(|build| build(services)).collect()
+}
+
+fn find<T: Clone>(handlers: &BTreeMap<&'static str, T>, function: &str) -> T {
+    match handlers.get(function) {
+        Some(handler) => handler.clone(),
+        None => panic!("the local runner has no handler for function {function:?}"),
     }
 }
 

@@ -178,7 +178,7 @@ impl QueueHandler for WebhookWorker {
         };
         let error = match self.apply(&envelope, &receipt).await {
             Ok(outcome) => {
-                count(envelope.source, outcome);
+                webhooks::count(envelope.source, outcome);
                 tracing::info!(dedupe_key = %envelope.dedupe_key, outcome, "webhook applied");
                 return Ok(());
             }
@@ -203,11 +203,11 @@ impl QueueHandler for WebhookWorker {
                     .park(&tenant, &envelope, self.clock.now_secs())
                     .await?;
                 tracing::info!(tenant = %tenant, dedupe_key = %envelope.dedupe_key, "webhook parked until the seller reconnects");
-                count(envelope.source, "Parked");
+                webhooks::count(envelope.source, "Parked");
                 Ok(())
             }
             Next::Retry | Next::RetryUndecided | Next::DeadLetter => {
-                count(envelope.source, "Failed");
+                webhooks::count(envelope.source, "Failed");
                 let backoff = deferral::retry_backoff(&self.settings, delivery.attempt);
                 if let Err(hide) = self
                     .queue
@@ -244,7 +244,7 @@ impl WebhookWorker {
         match claim {
             Claim::Claimed(receipt) => Ok(Some(receipt)),
             Claim::Completed => {
-                count(envelope.source, "Duplicate");
+                webhooks::count(envelope.source, "Duplicate");
                 Ok(None)
             }
             // Another attempt holds it: look again once its claim may have lapsed.
@@ -268,7 +268,7 @@ impl WebhookWorker {
                 Ok(None)
             }
             Claim::Dead { .. } => {
-                count(envelope.source, "DuplicateOfDeadLetter");
+                webhooks::count(envelope.source, "DuplicateOfDeadLetter");
                 Ok(None)
             }
         }
@@ -491,7 +491,7 @@ impl WebhookWorker {
         })?;
         tracing::info!(dedupe_key = %envelope.dedupe_key, delay_seconds = message.delay_seconds, deferrals = envelope.deferrals + 1, "webhook deferred");
         self.queue.send_batch(vec![message]).await?;
-        count(envelope.source, "Deferred");
+        webhooks::count(envelope.source, "Deferred");
         Ok(())
     }
 
@@ -519,14 +519,10 @@ impl WebhookWorker {
             )])
             .await?;
         if let Some(source) = source {
-            count(source, "DeadLettered");
+            webhooks::count(source, "DeadLettered");
         }
         Ok(())
     }
-}
-
-fn count(source: Source, outcome: &str) {
-    webhooks::count(source, outcome);
 }
 
 fn outcome(applied: Applied) -> &'static str {

@@ -29,11 +29,7 @@ impl Notification {
     /// Parses a notification sent to `application_id`, refusing one for another
     /// application (nothing of ours to apply it to).
     pub fn parse(body: &[u8], application_id: &str) -> Result<Self, WebhookError> {
-        let notification: Self =
-            serde_json::from_slice(body).map_err(|error| WebhookError::Malformed {
-                what: "Mercado Livre notification",
-                reason: error.to_string(),
-            })?;
+        let notification = Self::decode(body)?;
         if notification.resource.is_empty() || notification.topic.is_empty() {
             return Err(WebhookError::Malformed {
                 what: "Mercado Livre notification",
@@ -50,7 +46,11 @@ impl Notification {
 
     /// A notification the ingest accepted, from its envelope's payload.
     pub fn from_payload(payload: &serde_json::value::RawValue) -> Result<Self, WebhookError> {
-        serde_json::from_str(payload.get()).map_err(|error| WebhookError::Malformed {
+        Self::decode(payload.get().as_bytes())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, WebhookError> {
+        serde_json::from_slice(bytes).map_err(|error| WebhookError::Malformed {
             what: "Mercado Livre notification",
             reason: error.to_string(),
         })
