@@ -15,6 +15,7 @@ use crate::auth::{Authenticator, GrantCipher, Grants, SessionKeys, Sessions};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Profile};
 use crate::events::Events;
+use crate::http::cursor::Cursors;
 use crate::queue::Queue;
 use crate::ratelimit::Limiter;
 use crate::ratelimit::cached::CachedLimiter;
@@ -46,6 +47,7 @@ pub struct Services {
     mercadolivre: OnceLock<Arc<MercadoLivre>>,
     session_keys: OnceLock<Arc<SessionKeys>>,
     grant_cipher: OnceLock<Arc<GrantCipher>>,
+    cursors: OnceLock<Arc<Cursors>>,
 }
 
 /// The value in `cell`, made by `make` the first time (a failure is returned, not kept).
@@ -70,6 +72,7 @@ impl Services {
             mercadolivre: OnceLock::new(),
             session_keys: OnceLock::new(),
             grant_cipher: OnceLock::new(),
+            cursors: OnceLock::new(),
         }
     }
 
@@ -208,6 +211,19 @@ impl Services {
             GrantCipher::from_config(&self.config).map(Arc::new)
         })?;
         Ok(Grants::new(self.store(), cipher))
+    }
+
+    /// The list endpoints' cursor sealer, keyed by CURSOR_SIGNING_KEY.
+    pub fn cursors(&self) -> Result<Arc<Cursors>, ConfigError> {
+        once(&self.cursors, || {
+            let secret = self.config.secrets.require("CURSOR_SIGNING_KEY")?;
+            Cursors::new(secret)
+                .map(Arc::new)
+                .map_err(|error| ConfigError::Invalid {
+                    name: "CURSOR_SIGNING_KEY",
+                    reason: error.to_string(),
+                })
+        })
     }
 
     pub fn refresher(&self) -> Result<Refresher, ConfigError> {

@@ -2,6 +2,7 @@
 //! request id, body limits and JSON responses, and [`serve`], which wraps a handler
 //! with all of them — for the Lambda binary and the local runner alike.
 
+pub mod cursor;
 mod problem;
 pub mod rate_limit;
 mod request;
@@ -13,7 +14,9 @@ use tracing::Instrument;
 
 pub use problem::{ApiError, Problem};
 pub use rate_limit::{EndpointLimit, RateLimitHeaders};
-pub use request::{RequestIds, body_bytes, client_ip, query_param, request_ids, resource_path};
+pub use request::{
+    RequestIds, body_bytes, client_ip, path_param, query_param, request_ids, resource_path,
+};
 
 /// The most body any endpoint accepts unless it sets its own limit.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;

@@ -66,6 +66,16 @@ pub fn query_param(request: &Request, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Path parameter `name` of the route (`{id}` in `/v1/questions/{id}/answer`); a route
+/// that has it always carries it, so its absence is a 404.
+pub fn path_param(request: &Request, name: &str) -> Result<String, ApiError> {
+    request
+        .path_parameters_ref()
+        .and_then(|parameters| parameters.first(name))
+        .map(str::to_owned)
+        .ok_or(ApiError::NotFound)
+}
+
 /// The body, refused with 413 past `limit` bytes.
 pub fn body_bytes(request: &Request, limit: usize) -> Result<&[u8], ApiError> {
     let bytes: &[u8] = match request.body() {
