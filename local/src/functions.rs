@@ -13,8 +13,10 @@ use shared::handlers::auth_callback::AuthCallback;
 use shared::handlers::auth_login::AuthLogin;
 use shared::handlers::auth_logout::AuthLogout;
 use shared::handlers::channels::ChannelsHandler;
+use shared::handlers::conversations::ConversationsHandler;
 use shared::handlers::health::Health;
 use shared::handlers::me::Me;
+use shared::handlers::questions::QuestionsHandler;
 use shared::handlers::reconciler::Reconciler;
 use shared::handlers::token_refresher::TokenRefresher;
 use shared::handlers::webhook_mercadolivre::WebhookMercadoLivre;
@@ -45,6 +47,8 @@ const HTTP: &[Build<Handler>] = &[
     http::<AuthLogout>,
     http::<Me>,
     http::<ChannelsHandler>,
+    http::<QuestionsHandler>,
+    http::<ConversationsHandler>,
     http::<WebhookMercadoLivre>,
     http::<WebhookMeta>,
 ];

@@ -53,6 +53,31 @@ pub const ROUTES: &[Route] = &[
         function: "channels",
     },
     Route {
+        method: "GET",
+        path: "/v1/questions",
+        function: "questions",
+    },
+    Route {
+        method: "POST",
+        path: "/v1/questions/{id}/answer",
+        function: "questions",
+    },
+    Route {
+        method: "GET",
+        path: "/v1/conversations",
+        function: "conversations",
+    },
+    Route {
+        method: "GET",
+        path: "/v1/conversations/{id}/messages",
+        function: "conversations",
+    },
+    Route {
+        method: "POST",
+        path: "/v1/conversations/{id}/read",
+        function: "conversations",
+    },
+    Route {
         method: "POST",
         path: "/webhooks/mercadolivre",
         function: "webhook-mercadolivre",

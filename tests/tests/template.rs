@@ -574,6 +574,25 @@ const AUTH_FUNCTION_DYNAMODB: &[(&str, &[&str], &[&str])] = &[
         &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
         &[],
     ),
+    // The revocation check, the question and the grant (get), the answer's guard (put,
+    // delete), the answered question, its event and the guard's release (a transaction);
+    // the questions by status (query gsi1).
+    (
+        "questions",
+        &[
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+        ],
+        &["dynamodb:Query"],
+    ),
+    // The revocation check and the conversation (get), marking it read (a transaction of
+    // puts), the conversations and their messages (query gsi1).
+    (
+        "conversations",
+        &["dynamodb:GetItem", "dynamodb:PutItem"],
+        &["dynamodb:Query"],
+    ),
     // Grants due on the expiry index (query gsi1), then per grant: get, conditional puts
     // (lease, tokens, status), and an event put.
     (

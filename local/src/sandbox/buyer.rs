@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
@@ -90,6 +90,25 @@ pub(super) async fn ask(
         question.id, question.item_id
     );
     created(kind, "question", question.to_json(), &feed, summary)
+}
+
+/// `GET /questions/{id}/answer_requests`: how many `POST /answers` the question got and
+/// its answer, for checking from outside that an answer was sent once.
+pub(super) async fn answer_requests(
+    State(sandbox): State<Arc<Sandbox>>,
+    Path(id): Path<u64>,
+) -> Response {
+    match sandbox.market().any_question(id) {
+        Some(question) => reply::json(
+            StatusCode::OK,
+            &json!({
+                "question_id": id,
+                "answer_requests": question.answer_requests,
+                "answer": question.answer.as_ref().map(|(text, _)| text),
+            }),
+        ),
+        None => reply::error(StatusCode::NOT_FOUND, "not_found", "no such question"),
+    }
 }
 
 pub(super) async fn order(

@@ -32,6 +32,8 @@ pub(super) struct Question {
     pub text: String,
     pub date_created: OffsetDateTime,
     pub answer: Option<(String, OffsetDateTime)>,
+    /// How many `POST /answers` the seller sent for it, refused ones included.
+    pub answer_requests: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -136,9 +138,15 @@ impl Market {
             text,
             date_created: now,
             answer: None,
+            answer_requests: 0,
         };
         self.questions.insert(id, question.clone());
         Ok(question)
+    }
+
+    /// Any seller's question (for the console).
+    pub fn any_question(&self, id: u64) -> Option<&Question> {
+        self.questions.get(&id)
     }
 
     pub fn question(&self, id: u64, seller_id: u64) -> Option<&Question> {
@@ -160,6 +168,7 @@ impl Market {
             .get_mut(&id)
             .filter(|question| question.seller_id == seller_id)
             .ok_or(AnswerRefusal::NotFound)?;
+        question.answer_requests += 1;
         if question.answer.is_some() {
             return Err(AnswerRefusal::AlreadyAnswered);
         }

@@ -107,7 +107,7 @@ impl Sandbox {
     /// /oauth/token (POST). The API a seller's token calls, behind the fault switch:
     /// /users/me, /questions/{id}, /answers (POST), /orders/{id}, /messages/{id},
     /// /missed_feeds. Control: /console (GET), /questions, /orders, /messages (POST: a
-    /// buyer acts), /faults (GET, POST).
+    /// buyer acts), /questions/{id}/answer_requests (GET), /faults (GET, POST).
     pub fn router(self: &Arc<Self>) -> Router {
         let api = Router::new()
             .route("/users/me", get(users::me))
@@ -128,6 +128,10 @@ impl Sandbox {
             .route("/oauth/token", post(token::grant))
             .route("/console", get(buyer::console))
             .route("/questions", post(buyer::ask))
+            .route(
+                "/questions/{id}/answer_requests",
+                get(buyer::answer_requests),
+            )
             .route("/orders", post(buyer::order))
             .route("/messages", post(buyer::message))
             .route("/faults", get(faults::show).post(faults::set))

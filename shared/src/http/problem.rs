@@ -25,6 +25,10 @@ pub enum ApiError {
     /// The request conflicts with what is stored (public text).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Well formed, but refused for a reason the caller should read (public text), such
+    /// as a provider's refusal.
+    #[error("unprocessable: {0}")]
+    Unprocessable(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("payload too large (limit {limit} bytes)")]
@@ -112,6 +116,7 @@ impl ApiError {
             ApiError::Forbidden | ApiError::Denied(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -134,6 +139,7 @@ impl ApiError {
             ApiError::Denied(detail) => ("Forbidden", Some(detail.clone())),
             ApiError::NotFound => ("Not found", None),
             ApiError::Conflict(detail) => ("Conflict", Some(detail.clone())),
+            ApiError::Unprocessable(detail) => ("Unprocessable content", Some(detail.clone())),
             ApiError::MethodNotAllowed => ("Method not allowed", None),
             ApiError::PayloadTooLarge { limit } => (
                 "Payload too large",

@@ -4,6 +4,7 @@
 //! | item | pk | sk | gsi1pk / gsi1sk | read |
 //! |---|---|---|---|---|
 //! | question | `TENANT#t` | `QUESTION#id` | `TENANT#t#QUESTIONS#STATUS` / `created#id` | by status, newest first |
+//! | answer being published | `TENANT#t` | `ANSWERING#id` | | taken before `POST /answers` (expires) |
 //! | conversation | `TENANT#t` | `CONV#channel#id` | `TENANT#t#CONVS` / `updated#channel#id` | newest updated first |
 //! | message | `TENANT#t#CONV#channel#id` | `MSG#id` | `TENANT#t#CONV#channel#id#MSGS` / `at#id` | a conversation's, newest first |
 //! | notification | `TENANT#t#NOTIFS` | `id` (UUIDv7: time ordered) | `TENANT#t#UNREAD` / `id`, while unread | newest first; the unread ones (counted) |
@@ -25,6 +26,11 @@ pub fn sortable_ms(ms: i64) -> String {
 
 pub fn question(tenant: &str, question_id: u64) -> Key {
     Key::new(tenant_pk(tenant), format!("QUESTION#{question_id}"))
+}
+
+/// The guard an answer to a question holds while it is being published.
+pub fn answering(tenant: &str, question_id: u64) -> Key {
+    Key::new(tenant_pk(tenant), format!("ANSWERING#{question_id}"))
 }
 
 /// The questions of `tenant` in `status` (Mercado Livre's, e.g. `UNANSWERED`).

@@ -8,7 +8,9 @@
 //! `with`: the caller's writes to commit in the same transaction (the webhook worker's
 //! receipt), written even when the change itself turns out to change nothing.
 
+pub mod conversations;
 pub mod keys;
+pub mod questions;
 
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::events;
 use crate::store::{Condition, Item, Key, Store, StoreError, StoreResult, WriteOp};
-use crate::upstream::Question;
+use crate::upstream::{PublishedAnswer, Question};
 use std::sync::Arc;
 
 /// How many times a change is rebuilt after a concurrent write cancelled it.
@@ -39,6 +41,12 @@ impl Channel {
             Channel::MercadoLivre => "mercadolivre",
             Channel::WhatsApp => "whatsapp",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Channel::MercadoLivre, Channel::WhatsApp]
+            .into_iter()
+            .find(|channel| channel.as_str() == text)
     }
 }
 
@@ -180,6 +188,43 @@ impl Inbox {
         .await
     }
 
+    /// The seller's answer, published on Mercado Livre through this API: the question
+    /// becomes ANSWERED (unless a notification already said so) with a `question.answered`
+    /// event.
+    pub async fn apply_answer(
+        &self,
+        tenant: &str,
+        answer: &PublishedAnswer,
+        now_ms: i64,
+        with: &[WriteOp],
+    ) -> StoreResult<Applied> {
+        let key = keys::question(tenant, answer.question_id);
+        let key = &key;
+        self.commit(with, || async move {
+            let Some(old) = self.store.get(key).await? else {
+                return Ok(None);
+            };
+            if old.data["status"] == "ANSWERED" {
+                return Ok(None);
+            }
+            let mut item = old.clone().with_version(old.version + 1);
+            item.data["status"] = json!("ANSWERED");
+            item.data["answer"] = json!({
+                "text": answer.text,
+                "at_ms": answer.date_created.map_or(now_ms, millis),
+            });
+            if let Some(gsi1) = &mut item.gsi1 {
+                gsi1.pk = keys::questions_by_status(tenant, "ANSWERED");
+            }
+            let event = event(tenant, "question.answered", &item.data, now_ms);
+            Ok(Some(Plan {
+                ops: vec![put(item, Condition::VersionIs(old.version)), event],
+                applied: Applied::Updated,
+            }))
+        })
+        .await
+    }
+
     /// An order changed: an `order.updated` notification with its status and total.
     pub async fn apply_order(
         &self,
@@ -259,6 +304,44 @@ impl Inbox {
             }))
         })
         .await
+    }
+
+    /// The seller read a conversation: its unread count goes to zero, with a
+    /// `conversation.read` event. Reading one with nothing unread changes nothing; `None`
+    /// when the tenant has no such conversation.
+    pub async fn apply_conversation_read(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        conversation_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<Applied>> {
+        let key = keys::conversation(tenant, channel, conversation_id);
+        let key = &key;
+        if self.store.get(key).await?.is_none() {
+            return Ok(None);
+        }
+        let applied = self
+            .commit(&[], || async move {
+                let Some(old) = self.store.get(key).await? else {
+                    return Ok(None);
+                };
+                if old.data["unread"].as_u64().unwrap_or(0) == 0 {
+                    return Ok(None);
+                }
+                let mut item = old.clone().with_version(old.version + 1);
+                item.data["unread"] = json!(0);
+                let data = json!({ "channel": channel, "conversation_id": conversation_id });
+                Ok(Some(Plan {
+                    ops: vec![
+                        put(item, Condition::VersionIs(old.version)),
+                        event(tenant, "conversation.read", &data, now_ms),
+                    ],
+                    applied: Applied::Updated,
+                }))
+            })
+            .await?;
+        Ok(Some(applied))
     }
 
     /// A message's delivery status (`sent` → `delivered` → `read`, or `failed`); a status
