@@ -2,12 +2,15 @@
 # The emulators the tests run against, on loopback only, without Docker:
 #   - moto_server (PyPI moto[server]): DynamoDB and SQS over their real protocols
 #   - redis-server (Debian): the rate limiter's Redis
+# and schemathesis (PyPI, in infra/.venv-schemathesis), which the API contract test runs
+# against the local runner.
 #
 #   bash infra/emulators.sh install   # idempotent: venv at infra/.venv (moto, cfn-lint),
 #                                     # redis-server from Debian if missing (needs root)
 #   eval "$(bash infra/emulators.sh start)"   # prints `export MOTO_ENDPOINT=... REDIS_URL=...`
 #   bash infra/emulators.sh env       # prints the exports of the running emulators again
 #   bash infra/emulators.sh stop      # kills only the PIDs `start` recorded
+#   bash infra/emulators.sh schemathesis   # prints the schemathesis executable's path
 #
 # Environment:
 #   MOTO_PORT   moto's port  (default 5055; if unset and 5055 is taken, a free port is used)
@@ -26,6 +29,10 @@ HOST=127.0.0.1
 # Pinned: the versions known to work with this project (see ../shared/DESIGN.md).
 MOTO_VERSION=5.2.1
 CFN_LINT_VERSION=1.51.0
+# In a venv of its own: its dependencies (hypothesis, jsonschema, werkzeug…) must not move
+# moto's.
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV="${SELLERHUB_SCHEMATHESIS_VENV:-$ROOT/infra/.venv-schemathesis}"
 
 log() { printf '[emulators] %s\n' "$*" >&2; }
 die() {
@@ -79,8 +86,24 @@ install_redis() {
     command -v redis-server >/dev/null || die "redis-server still missing after apt-get install"
 }
 
+install_schemathesis() {
+    local st="$SCHEMATHESIS_VENV/bin/schemathesis"
+    if [[ -x "$st" ]] && "$st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+        log "schemathesis $SCHEMATHESIS_VERSION already installed in $SCHEMATHESIS_VENV"
+        return
+    fi
+    local python="${PYTHON:-python3}"
+    [[ -x "$SCHEMATHESIS_VENV/bin/python" ]] || "$python" -m venv "$SCHEMATHESIS_VENV" ||
+        die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    log "installing schemathesis==$SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV"
+    "$SCHEMATHESIS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "schemathesis==$SCHEMATHESIS_VERSION" >&2
+    [[ -x "$st" ]] || die "schemathesis is still missing after pip install"
+}
+
 cmd_install() {
     install_venv
+    install_schemathesis
     install_redis
 }
 
@@ -247,8 +270,9 @@ install) cmd_install ;;
 start) cmd_start ;;
 stop) cmd_stop ;;
 env) print_env ;;
+schemathesis) echo "$SCHEMATHESIS_VENV/bin/schemathesis" ;;
 *)
-    echo "usage: $0 install|start|stop|env" >&2
+    echo "usage: $0 install|start|stop|env|schemathesis" >&2
     exit 2
     ;;
 esac

@@ -41,8 +41,10 @@ trap 'exit 143' TERM
 env_lines="$("${EMULATORS[@]}" start)"
 eval "$env_lines"
 # Set means configured: the suites that use moto/Redis must then fail, never skip, when
-# the emulator is gone.
+# the emulator is gone. Likewise the schemathesis run against the local runner.
 export MOTO_ENDPOINT REDIS_URL
+SCHEMATHESIS="$("${EMULATORS[@]}" schemathesis)"
+export SCHEMATHESIS
 echo "emulators: MOTO_ENDPOINT=$MOTO_ENDPOINT REDIS_URL=$REDIS_URL"
 
 echo "== cfn-lint template.yaml"

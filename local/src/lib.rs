@@ -34,8 +34,8 @@ pub const SANDBOX_PATH: &str = "/sandbox/mercadolivre";
 /// Livre's are (its notifications carry it as `application_id`).
 const SANDBOX_CLIENT_ID: &str = "5000000000000001";
 
-/// The router serving every route of the route table with its function's handler, and
-/// the sandbox provider when there is one.
+/// The router serving every route of the route table with its function's handler, the
+/// API's OpenAPI document at /openapi.json, and the sandbox provider when there is one.
 pub fn router(functions: Arc<Functions>, sandbox: Option<&Arc<Sandbox>>) -> Router {
     let mut router = Router::new();
     for route in ROUTES {
@@ -51,6 +51,15 @@ pub fn router(functions: Arc<Functions>, sandbox: Option<&Arc<Sandbox>>) -> Rout
             }),
         );
     }
+    router = router.route(
+        "/openapi.json",
+        axum::routing::get(|| async {
+            (
+                [(http::header::CONTENT_TYPE, "application/json")],
+                shared::routes::OPENAPI,
+            )
+        }),
+    );
     if let Some(sandbox) = sandbox {
         router = router.nest(SANDBOX_PATH, sandbox.router());
     }

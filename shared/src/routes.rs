@@ -1,6 +1,12 @@
 //! THE route table — every HTTP route and the function that serves it — and the worker
 //! table — every other function and what triggers it. The local runner serves and runs
-//! by them, and tests assert template.yaml declares exactly these.
+//! by them, and tests assert template.yaml declares exactly these, and that the API's
+//! OpenAPI document ([`OPENAPI`]) describes exactly these routes.
+
+/// The HTTP API's OpenAPI 3.1 document (`shared/openapi.json`), served by the local
+/// runner at GET /openapi.json. A test holds its operations to [`ROUTES`]; schemathesis
+/// holds the responses to it (tests/tests/api_contract.rs).
+pub const OPENAPI: &str = include_str!("../openapi.json");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Route {
@@ -127,3 +133,31 @@ pub const WORKERS: &[Worker] = &[
         trigger: Trigger::Every { minutes: 15 },
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_route_table() {
+        let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        let mut described = BTreeSet::new();
+        for (path, operations) in document["paths"].as_object().unwrap() {
+            for (method, operation) in operations.as_object().unwrap() {
+                assert!(
+                    operation["responses"].is_object(),
+                    "{method} {path} has no responses"
+                );
+                described.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        let routed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|route| (route.method.to_owned(), route.path.to_owned()))
+            .collect();
+        assert_eq!(described, routed);
+    }
+}
