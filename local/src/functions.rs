@@ -15,6 +15,7 @@ use shared::handlers::auth_logout::AuthLogout;
 use shared::handlers::channels::ChannelsHandler;
 use shared::handlers::health::Health;
 use shared::handlers::me::Me;
+use shared::handlers::notifications::NotificationsHandler;
 use shared::handlers::reconciler::Reconciler;
 use shared::handlers::token_refresher::TokenRefresher;
 use shared::handlers::webhook_mercadolivre::WebhookMercadoLivre;
@@ -45,6 +46,7 @@ const HTTP: &[Build<Handler>] = &[
     http::<AuthLogout>,
     http::<Me>,
     http::<ChannelsHandler>,
+    http::<NotificationsHandler>,
     http::<WebhookMercadoLivre>,
     http::<WebhookMeta>,
 ];

@@ -10,6 +10,7 @@ pub mod auth_logout;
 pub mod channels;
 pub mod health;
 pub mod me;
+pub mod notifications;
 pub mod reconciler;
 pub mod token_refresher;
 pub mod webhook_mercadolivre;
