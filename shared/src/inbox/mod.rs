@@ -500,7 +500,7 @@ mod tests {
     }
 
     fn notifications(tenant: &str) -> Query {
-        Query::partition(keys::notification(tenant, "").pk).backward()
+        Query::partition(keys::notifications(tenant)).backward()
     }
 
     async fn unread_count(store: &dyn Store, tenant: &str) -> Option<i64> {
