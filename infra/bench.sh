@@ -54,6 +54,7 @@ run_coldstarts() {
     random() { head -c "$1" /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '='; }
     local secrets=(
         "SESSION_SIGNING_KEY=$(random 32)"
+        "CURSOR_SIGNING_KEY=$(random 32)"
         "GRANT_ENCRYPTION_KEY=bench:$(head -c 32 /dev/urandom | base64 -w0)"
         "MERCADOLIVRE_CLIENT_SECRET=$(random 24)"
         "MERCADOLIVRE_CLIENT_ID=123456"
@@ -72,6 +73,7 @@ run_coldstarts() {
             auth-logout) echo "--path /auth/logout --method POST" ;;
             me) echo "--path /v1/me" ;;
             channels) echo "--path /v1/channels --upstash" ;;
+            notifications) echo "--path /v1/notifications --upstash" ;;
             webhook-mercadolivre) echo "--path /webhooks/mercadolivre --method POST --body {}" ;;
             webhook-meta) echo "--path /webhooks/meta" ;;
             token-refresher | reconciler | webhook-worker) echo "--upstash" ;;
