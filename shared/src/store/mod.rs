@@ -240,7 +240,9 @@ pub enum WriteOp {
     /// that DynamoDB has not deleted yet fails it as a failed condition (the transaction is
     /// cancelled naming this operation): counting on from a dead item's counter would be
     /// wrong, and DynamoDB cannot replace it in the same update. Counters are items that
-    /// do not expire.
+    /// do not expire. An add is not idempotent: a writer that may repeat one (a retry
+    /// after an error) pairs it with a conditional write in the same transaction, so that
+    /// a repeat is cancelled instead of counted twice.
     Add {
         key: Key,
         delta: i64,
