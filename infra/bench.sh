@@ -75,6 +75,7 @@ run_coldstarts() {
             channels) echo "--path /v1/channels --upstash" ;;
             questions) echo "--path /v1/questions --upstash" ;;
             conversations) echo "--path /v1/conversations --upstash" ;;
+            notifications) echo "--path /v1/notifications --upstash" ;;
             webhook-mercadolivre) echo "--path /webhooks/mercadolivre --method POST --body {}" ;;
             webhook-meta) echo "--path /webhooks/meta" ;;
             token-refresher | reconciler | webhook-worker) echo "--upstash" ;;

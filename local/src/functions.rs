@@ -17,6 +17,7 @@ use shared::handlers::conversations::ConversationsHandler;
 use shared::handlers::health::Health;
 use shared::handlers::me::Me;
 use shared::handlers::questions::QuestionsHandler;
+use shared::handlers::notifications::NotificationsHandler;
 use shared::handlers::reconciler::Reconciler;
 use shared::handlers::token_refresher::TokenRefresher;
 use shared::handlers::webhook_mercadolivre::WebhookMercadoLivre;
@@ -49,6 +50,7 @@ const HTTP: &[Build<Handler>] = &[
     http::<ChannelsHandler>,
     http::<QuestionsHandler>,
     http::<ConversationsHandler>,
+    http::<NotificationsHandler>,
     http::<WebhookMercadoLivre>,
     http::<WebhookMeta>,
 ];

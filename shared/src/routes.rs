@@ -50,6 +50,16 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/v1/notifications",
+        function: "notifications",
+    },
+    Route {
+        method: "POST",
+        path: "/v1/notifications/{id}/read",
+        function: "notifications",
+    },
+    Route {
+        method: "GET",
         path: "/v1/channels",
         function: "channels",
     },

@@ -14,7 +14,7 @@ use serde_json::json;
 use shared::clock::{Clock, SystemClock};
 use shared::events::Events;
 use shared::store::dynamodb::{DynamoStore, MAX_QUERY_REQUESTS};
-use shared::store::{Condition, Item, Key, Query, Store, StoreError, conformance};
+use shared::store::{Condition, Item, Key, Query, Store, StoreError, WriteOp, conformance};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamo_store_passes_the_conformance_suite() {
@@ -73,6 +73,8 @@ async fn an_unreachable_endpoint_is_unavailable_without_secrets_in_the_message()
 struct Wire {
     /// The Limit of each Query request sent.
     query_limits: Mutex<Vec<i64>>,
+    /// Every request sent: its operation (`GetItem`, …) and its body.
+    requests: Mutex<Vec<(String, serde_json::Value)>>,
     /// When set, the next answer is replaced by a 500 (the write behind it done), as
     /// when a response is lost: the SDK's standard retries send the request again.
     lose_next_answer: AtomicBool,
@@ -100,12 +102,14 @@ impl Intercept for WireTap {
     ) -> Result<(), BoxError> {
         let request = context.request();
         let target = request.headers().get("x-amz-target").unwrap_or_default();
+        let body: serde_json::Value =
+            serde_json::from_slice(request.body().bytes().unwrap_or_default())?;
         if target.ends_with(".Query") {
-            let body: serde_json::Value =
-                serde_json::from_slice(request.body().bytes().unwrap_or_default())?;
             let limit = body["Limit"].as_i64().ok_or("a Query without a Limit")?;
             self.0.query_limits.lock().unwrap().push(limit);
         }
+        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+        self.0.requests.lock().unwrap().push((operation, body));
         Ok(())
     }
 
@@ -191,6 +195,47 @@ async fn a_query_over_a_long_expired_tail_makes_a_bounded_number_of_requests() {
             "{q:?}: the tail is long enough to meet the cap"
         );
     }
+}
+
+// ------------------------------------------------------------------ adds
+
+/// Concurrent adds lose nothing only if each goes to DynamoDB as one ADD, which DynamoDB
+/// applies atomically: never as a read and a write. (moto's ADD is not atomic, so the
+/// conformance suite holds only the embedded store to concurrent adds.)
+#[tokio::test]
+async fn an_add_goes_to_dynamodb_as_one_atomic_add() {
+    let (store, wire) = tapped_store().await;
+    let key = Key::new("counters", "unread");
+    for delta in [1, -1, 5] {
+        let add = WriteOp::Add {
+            key: key.clone(),
+            delta,
+        };
+        store.transact(vec![add]).await.unwrap();
+    }
+    let requests = std::mem::take(&mut *wire.requests.lock().unwrap());
+    let operations: Vec<&str> = requests.iter().map(|(op, _)| op.as_str()).collect();
+    assert_eq!(
+        operations, ["TransactWriteItems"; 3],
+        "one request per add, nothing read first"
+    );
+    for ((_, body), delta) in requests.iter().zip([1, -1, 5]) {
+        let items = body["TransactItems"].as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        let update = &items[0]["Update"];
+        let expression = update["UpdateExpression"].as_str().unwrap();
+        assert!(
+            expression.ends_with("ADD #counter :delta"),
+            "an ADD: {expression}"
+        );
+        assert_eq!(update["ExpressionAttributeNames"]["#counter"], "counter");
+        assert_eq!(
+            update["ExpressionAttributeValues"][":delta"],
+            json!({ "N": delta.to_string() })
+        );
+    }
+    let counter = store.get(&key).await.unwrap().unwrap().counter;
+    assert_eq!(counter, 5);
 }
 
 // ------------------------------------------------------------------ a lost answer

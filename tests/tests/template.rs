@@ -482,14 +482,16 @@ fn every_function_crate_is_deployed_and_every_deployed_binary_is_a_crate() {
 }
 
 /// The DynamoDB actions the storage kernel (shared/src/store/dynamodb.rs) can need: get,
-/// put, delete, query, and a transaction's items (Put, Delete, ConditionCheck). IAM has no
-/// `dynamodb:TransactWriteItems` action: a transaction is authorized by its items' actions.
+/// put, delete, query, and a transaction's items (Put, Delete, ConditionCheck, and Update
+/// for an add). IAM has no `dynamodb:TransactWriteItems` action: a transaction is
+/// authorized by its items' actions.
 const KERNEL_DYNAMODB_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:DeleteItem",
     "dynamodb:Query",
     "dynamodb:ConditionCheckItem",
+    "dynamodb:UpdateItem",
 ];
 
 /// Which part of the table a policy `Resource` names.
@@ -591,6 +593,19 @@ const AUTH_FUNCTION_DYNAMODB: &[(&str, &[&str], &[&str])] = &[
     (
         "conversations",
         &["dynamodb:GetItem", "dynamodb:PutItem"],
+        &["dynamodb:Query"],
+    ),
+    // The revocation check, the unread counter, a notification (get), a page of all of
+    // them (query) or of the unread ones (query gsi1), marking one read (a transaction of
+    // a conditional put and an add: update).
+    (
+        "notifications",
+        &[
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+        ],
         &["dynamodb:Query"],
     ),
     // Grants due on the expiry index (query gsi1), then per grant: get, conditional puts

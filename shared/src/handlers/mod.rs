@@ -12,6 +12,7 @@ pub mod conversations;
 pub mod health;
 pub mod me;
 pub mod questions;
+pub mod notifications;
 pub mod reconciler;
 pub mod token_refresher;
 pub mod webhook_mercadolivre;

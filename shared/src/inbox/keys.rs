@@ -7,7 +7,8 @@
 //! | answer being published | `TENANT#t` | `ANSWERING#id` | | taken before `POST /answers` (expires) |
 //! | conversation | `TENANT#t` | `CONV#channel#id` | `TENANT#t#CONVS` / `updated#channel#id` | newest updated first |
 //! | message | `TENANT#t#CONV#channel#id` | `MSG#id` | `TENANT#t#CONV#channel#id#MSGS` / `at#id` | a conversation's, newest first |
-//! | notification | `TENANT#t#NOTIFS` | `id` (UUIDv7: time ordered) | `TENANT#t#UNREAD` / `id`, while unread | newest first; the unread ones (counted) |
+//! | notification | `TENANT#t#NOTIFS` | `id` (UUIDv7: time ordered) | `TENANT#t#UNREAD` / `id`, while unread | newest first; the unread ones |
+//! | unread notifications' count | `TENANT#t` | `NOTIFS#UNREAD` | | its counter, one get |
 //!
 //! Times in sort keys are milliseconds since the epoch, zero-padded to 13 digits so that
 //! text order is time order (until the year 2286).
@@ -68,10 +69,20 @@ pub fn messages(tenant: &str, channel: Channel, conversation_id: &str) -> String
     format!("{}#MSGS", conversation_pk(tenant, channel, conversation_id))
 }
 
+/// The tenant's notifications.
+pub fn notifications(tenant: &str) -> String {
+    format!("TENANT#{tenant}#NOTIFS")
+}
+
 pub fn notification(tenant: &str, notification_id: &str) -> Key {
-    Key::new(format!("TENANT#{tenant}#NOTIFS"), notification_id)
+    Key::new(notifications(tenant), notification_id)
 }
 
 pub fn unread_notifications(tenant: &str) -> String {
     format!("TENANT#{tenant}#UNREAD")
+}
+
+/// The item whose counter is how many of the tenant's notifications are unread.
+pub fn unread_count(tenant: &str) -> Key {
+    Key::new(tenant_pk(tenant), "NOTIFS#UNREAD")
 }

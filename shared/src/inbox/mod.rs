@@ -1,5 +1,6 @@
 //! The inbox's write model: questions, conversations, messages and notifications, as the
-//! webhook worker applies provider changes to a tenant. Keys are in [`keys`].
+//! webhook worker applies provider changes to a tenant. Keys are in [`keys`]; the
+//! notifications' read side is [`notifications`].
 //!
 //! Each change is one transactional write of its items and its event (see
 //! `crate::events`), so a crash never leaves an inbox item without its event or the
@@ -11,6 +12,7 @@
 pub mod conversations;
 pub mod keys;
 pub mod questions;
+pub mod notifications;
 
 use std::time::Duration;
 
@@ -164,7 +166,7 @@ impl Inbox {
         self.commit(with, || async move {
             let Some(old) = self.store.get(&item.key).await? else {
                 let mut ops = vec![put(item.clone().with_version(1), Condition::Absent)];
-                ops.push(Self::notify(tenant, "question.new", data, now_ms));
+                ops.extend(Self::notify(tenant, "question.new", data, now_ms));
                 ops.push(event(tenant, "question.new", data, now_ms));
                 return Ok(Some(Plan {
                     ops,
@@ -237,10 +239,8 @@ impl Inbox {
             .map_err(|error| StoreError::Invalid(format!("order: {error}")))?;
         let data = &data;
         self.commit(with, || async move {
-            let ops = vec![
-                Self::notify(tenant, "order.updated", data, now_ms),
-                event(tenant, "order.updated", data, now_ms),
-            ];
+            let mut ops = Self::notify(tenant, "order.updated", data, now_ms).to_vec();
+            ops.push(event(tenant, "order.updated", data, now_ms));
             Ok(Some(Plan {
                 ops,
                 applied: Applied::Created,
@@ -295,7 +295,7 @@ impl Inbox {
                 put(message_item.clone().with_version(1), Condition::Absent),
             ];
             if message.direction == Direction::Inbound {
-                ops.push(Self::notify(tenant, "message.new", message_data, now_ms));
+                ops.extend(Self::notify(tenant, "message.new", message_data, now_ms));
             }
             ops.push(event(tenant, "message.new", message_data, now_ms));
             Ok(Some(Plan {
@@ -434,17 +434,24 @@ impl Inbox {
         ))
     }
 
-    /// A new unread notification. Unread ones are also on the tenant's unread index,
-    /// which the read side counts: a stored counter would make every notification of a
-    /// tenant contend for one item.
-    fn notify(tenant: &str, kind: &str, data: &Value, now_ms: i64) -> WriteOp {
+    /// A new unread notification, on the tenant's unread index, and one more on the
+    /// tenant's unread counter: the list reads the count in one get, never by counting.
+    /// Every notification of a tenant adds to that one item, so on DynamoDB concurrent
+    /// changes of one tenant can cancel each other's transactions; `commit` retries them.
+    fn notify(tenant: &str, kind: &str, data: &Value, now_ms: i64) -> [WriteOp; 2] {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let notification = Item::new(
             keys::notification(tenant, &id),
             json!({ "id": id, "type": kind, "at_ms": now_ms, "data": data, "read": false }),
         )
         .with_gsi1(Key::new(keys::unread_notifications(tenant), id));
-        put(notification, Condition::Absent)
+        [
+            put(notification, Condition::Absent),
+            WriteOp::Add {
+                key: keys::unread_count(tenant),
+                delta: 1,
+            },
+        ]
     }
 }
 
@@ -576,7 +583,12 @@ mod tests {
     }
 
     fn notifications(tenant: &str) -> Query {
-        Query::partition(keys::notification(tenant, "").pk).backward()
+        Query::partition(keys::notifications(tenant)).backward()
+    }
+
+    async fn unread_count(store: &dyn Store, tenant: &str) -> Option<i64> {
+        let counter = store.get(&keys::unread_count(tenant)).await.unwrap();
+        counter.map(|item| item.counter)
     }
 
     #[tokio::test]
@@ -619,6 +631,7 @@ mod tests {
         )
         .await;
         assert_eq!(unread.len(), 1);
+        assert_eq!(unread_count(&*store, "t1").await, Some(1), "counted once");
         assert!(
             all(&*store, notifications("t2")).await.is_empty(),
             "tenants stay apart"
@@ -742,6 +755,7 @@ mod tests {
             types(&*store, notifications("t1")).await,
             ["message.new", "message.new"]
         );
+        assert_eq!(unread_count(&*store, "t1").await, Some(2));
         assert_eq!(
             types(&*store, events("t1")).await,
             ["message.new", "message.new"]
@@ -778,6 +792,11 @@ mod tests {
             .unwrap();
         assert_eq!(stored.data["messages"], 6);
         assert_eq!(stored.data["last_message"]["id"], "m5");
+        assert_eq!(
+            unread_count(&*store, "t1").await,
+            Some(6),
+            "each one counted"
+        );
     }
 
     #[tokio::test]
@@ -860,6 +879,7 @@ mod tests {
             all(&*store, notifications("t1")).await.is_empty(),
             "nothing written"
         );
+        assert_eq!(unread_count(&*store, "t1").await, None, "nothing counted");
 
         let put_marker = put(marker(), Condition::Absent);
         inbox

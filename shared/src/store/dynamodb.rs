@@ -1,8 +1,9 @@
 //! The DynamoDB adapter of the storage kernel.
 //!
 //! An item is stored as the attributes pk, sk, gsi1pk + gsi1sk (only with a secondary
-//! key), expires_at (the table's TTL attribute, only when set), version, and data (the
-//! feature's JSON as one map attribute, converted by serde_dynamo).
+//! key), expires_at (the table's TTL attribute, only when set), version, data (the
+//! feature's JSON as one map attribute, converted by serde_dynamo), and counter (a
+//! number, only when not 0 or once added to: the attribute an `UpdateItem` ADD adds to).
 //!
 //! DynamoDB deletes expired items only eventually, so every condition expression and
 //! every read treats an item whose expires_at has passed as absent.
@@ -16,10 +17,10 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
+    TransactWriteItem, Update,
 };
 
-use self::attributes::{DATA, EXPIRES_AT, GSI1PK, GSI1SK, PK, SK, VERSION};
+use self::attributes::{COUNTER, DATA, EXPIRES_AT, GSI1PK, GSI1SK, PK, SK, VERSION};
 use super::{
     Condition, Cursor, EpochSeconds, Index, Item, Key, Page, Query, SortKey, Store, StoreError,
     StoreResult, WriteOp, validate_item, validate_key, validate_query, validate_transaction,
@@ -37,6 +38,7 @@ pub(crate) mod attributes {
     pub const EXPIRES_AT: &str = "expires_at";
     pub const VERSION: &str = "version";
     pub const DATA: &str = "data";
+    pub const COUNTER: &str = "counter";
 }
 
 const GSI1_INDEX: &str = "gsi1";
@@ -92,6 +94,9 @@ fn encode(item: &Item) -> StoreResult<Attributes> {
     }
     attributes.insert(VERSION.to_owned(), n(item.version));
     attributes.insert(DATA.to_owned(), data);
+    if item.counter != 0 {
+        attributes.insert(COUNTER.to_owned(), n(item.counter));
+    }
     Ok(attributes)
 }
 
@@ -140,6 +145,7 @@ fn decode(mut attributes: Attributes) -> StoreResult<Item> {
         expires_at: take_number(&mut attributes, EXPIRES_AT)?,
         version: required(take_number(&mut attributes, VERSION)?, VERSION)?,
         data,
+        counter: take_number(&mut attributes, COUNTER)?.unwrap_or_default(),
         key: Key { pk, sk },
     })
 }
@@ -248,6 +254,27 @@ fn check_expression(condition: Condition, now: EpochSeconds) -> Expression {
         expression.name("#pk", PK);
         expression
     })
+}
+
+/// An add of `delta` to the counter (see [`WriteOp::Add`]): the update expression, and
+/// the condition (no expired item at the key) that carries the names and values both
+/// use. A new item gets the attributes every item has: version 0 and empty data.
+fn add_expression(delta: i64, now: EpochSeconds) -> (String, Expression) {
+    let mut expression = Expression {
+        text: "attribute_not_exists(#exp) OR #exp > :now".to_owned(),
+        ..Expression::default()
+    };
+    expression.name("#exp", EXPIRES_AT);
+    expression.value(":now", n(now));
+    expression.name("#ver", VERSION);
+    expression.value(":zero", n(0));
+    expression.name("#data", DATA);
+    expression.value(":empty", AttributeValue::M(HashMap::new()));
+    expression.name("#counter", COUNTER);
+    expression.value(":delta", n(delta));
+    let update = "SET #ver = if_not_exists(#ver, :zero), #data = if_not_exists(#data, :empty) \
+                  ADD #counter :delta";
+    (update.to_owned(), expression)
 }
 
 /// The sort-key condition DynamoDB gets. Key attributes are never empty, and DynamoDB
@@ -407,6 +434,19 @@ impl DynamoStore {
                     .build()
                     .map_err(build_error)?;
                 item.condition_check(check).build()
+            }
+            WriteOp::Add { key, delta } => {
+                let (update, condition) = add_expression(*delta, now);
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key_attributes(key)))
+                    .update_expression(update)
+                    .condition_expression(&condition.text)
+                    .set_expression_attribute_names(condition.names())
+                    .set_expression_attribute_values(condition.values())
+                    .build()
+                    .map_err(build_error)?;
+                item.update(update).build()
             }
         })
     }

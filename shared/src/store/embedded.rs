@@ -51,16 +51,23 @@ fn decode(bytes: &[u8]) -> Result<Item, redb::Error> {
     serde_json::from_slice(bytes).map_err(corrupt)
 }
 
+/// The item stored at `key`, expired or not.
+fn stored_item(
+    items: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    key: &Key,
+) -> Result<Option<Item>, redb::Error> {
+    match items.get((key.pk.as_str(), key.sk.as_str()))? {
+        Some(bytes) => decode(bytes.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
 fn live_item(
     items: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
     key: &Key,
     now: i64,
 ) -> Result<Option<Item>, redb::Error> {
-    let Some(bytes) = items.get((key.pk.as_str(), key.sk.as_str()))? else {
-        return Ok(None);
-    };
-    let item = decode(bytes.value())?;
-    Ok(item.is_live_at(now).then_some(item))
+    Ok(stored_item(items, key)?.filter(|item| item.is_live_at(now)))
 }
 
 /// Removes the item at `key` (and its index entry), whatever its state.
@@ -120,6 +127,60 @@ fn check(
     Ok(Err(StoreError::ConditionFailed {
         current: current.map(Box::new),
     }))
+}
+
+/// What one operation of a transaction writes, decided before anything is written.
+enum Planned<'a> {
+    Insert(&'a Item),
+    /// An add's item, counter added.
+    Added(Item),
+    Remove(&'a Key),
+    Nothing,
+}
+
+/// What `op` writes if the transaction commits; a failed condition
+/// ([`StoreError::ConditionFailed`]) or an invalid result when it cannot.
+fn plan<'a>(
+    txn: &WriteTransaction,
+    op: &'a WriteOp,
+    now: i64,
+) -> Result<StoreResult<Planned<'a>>, redb::Error> {
+    Ok(match op {
+        WriteOp::Put { item, condition } => {
+            check(txn, &item.key, *condition, now)?.map(|()| Planned::Insert(item))
+        }
+        WriteOp::Delete { key, condition } => {
+            check(txn, key, *condition, now)?.map(|()| Planned::Remove(key))
+        }
+        WriteOp::Check { key, condition } => {
+            check(txn, key, *condition, now)?.map(|()| Planned::Nothing)
+        }
+        WriteOp::Add { key, delta } => added(txn, key, *delta, now)?.map(Planned::Added),
+    })
+}
+
+/// The item at `key` after adding `delta` to its counter (see [`WriteOp::Add`]).
+fn added(
+    txn: &WriteTransaction,
+    key: &Key,
+    delta: i64,
+    now: i64,
+) -> Result<StoreResult<Item>, redb::Error> {
+    let mut item = match stored_item(&txn.open_table(ITEMS)?, key)? {
+        Some(expired) if !expired.is_live_at(now) => {
+            return Ok(Err(StoreError::ConditionFailed { current: None }));
+        }
+        Some(item) => item,
+        None => Item::new(key.clone(), serde_json::json!({})),
+    };
+    let Some(counter) = item.counter.checked_add(delta) else {
+        return Ok(Err(StoreError::Invalid(format!(
+            "adding {delta} to the counter {} overflows",
+            item.counter
+        ))));
+    };
+    item.counter = counter;
+    Ok(validate_item(&item).map(|_| item))
 }
 
 /// The smallest string after `partition` in byte order: the exclusive upper bound of
@@ -304,20 +365,26 @@ impl Store for EmbeddedStore {
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
         validate_transaction(&ops)?;
         self.write(move |txn, now| {
+            // Nothing is written until every operation is known to hold: a write returned
+            // as failed here would still commit with the rest of its group.
             let mut failed = Vec::new();
+            let mut writes = Vec::with_capacity(ops.len());
             for (index, op) in ops.iter().enumerate() {
-                if check(txn, op.key(), op.condition(), now)?.is_err() {
-                    failed.push(index);
+                match plan(txn, op, now)? {
+                    Ok(write) => writes.push(write),
+                    Err(StoreError::ConditionFailed { .. }) => failed.push(index),
+                    Err(invalid) => return Ok(Err(invalid)),
                 }
             }
             if !failed.is_empty() {
                 return Ok(Err(StoreError::TransactionCancelled { failed }));
             }
-            for op in &ops {
-                match op {
-                    WriteOp::Put { item, .. } => insert(txn, item)?,
-                    WriteOp::Delete { key, .. } => remove(txn, key)?,
-                    WriteOp::Check { .. } => {}
+            for write in writes {
+                match write {
+                    Planned::Insert(item) => insert(txn, item)?,
+                    Planned::Added(item) => insert(txn, &item)?,
+                    Planned::Remove(key) => remove(txn, key)?,
+                    Planned::Nothing => {}
                 }
             }
             Ok(Ok(()))

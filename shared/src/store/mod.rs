@@ -49,6 +49,11 @@ pub struct Item {
     /// stores what it is given; writers bump it themselves.
     pub version: u64,
     pub data: serde_json::Value,
+    /// A number that [`WriteOp::Add`] changes atomically, however many writers add at
+    /// once (a put writes it as given: 0 unless set). It lives apart from `data` because
+    /// DynamoDB adds only to a top-level number attribute.
+    #[serde(default)]
+    pub counter: i64,
 }
 
 impl Item {
@@ -59,6 +64,7 @@ impl Item {
             expires_at: None,
             version: 0,
             data,
+            counter: 0,
         }
     }
 
@@ -143,9 +149,8 @@ impl SortKey {
 /// A position in a query's walk: the next page starts right after it. Usually the full
 /// position of a page's last item; it may also be the position of an item the page did
 /// not return (an expired one, where an adapter stopped early) or of an item deleted
-/// since, and the walk still goes on right after it. Only ever kept server-side today (the token refresher's pages); a
-/// cursor handed to a client must first be signed, so it cannot name another tenant's
-/// key (the paginated inbox API will do that in `crate::http`).
+/// since, and the walk still goes on right after it. A cursor handed to a client is
+/// sealed first (`crate::http::cursor`), so it cannot name another tenant's key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     pub key: Key,
@@ -217,24 +222,40 @@ pub struct Page {
 /// One operation of a transactional write.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WriteOp {
-    Put { item: Item, condition: Condition },
-    Delete { key: Key, condition: Condition },
-    Check { key: Key, condition: Condition },
+    Put {
+        item: Item,
+        condition: Condition,
+    },
+    Delete {
+        key: Key,
+        condition: Condition,
+    },
+    Check {
+        key: Key,
+        condition: Condition,
+    },
+    /// Adds `delta` (negative to subtract) to the counter of the item at `key`, leaving
+    /// the rest of it as it is (its version too: an add is no read-modify-write). With no
+    /// item there, it creates one: `data` `{}`, version 0, counter `delta`. An expired item
+    /// that DynamoDB has not deleted yet fails it as a failed condition (the transaction is
+    /// cancelled naming this operation): counting on from a dead item's counter would be
+    /// wrong, and DynamoDB cannot replace it in the same update. Counters are items that
+    /// do not expire. An add is not idempotent: a writer that may repeat one (a retry
+    /// after an error) pairs it with a conditional write in the same transaction, so that
+    /// a repeat is cancelled instead of counted twice.
+    Add {
+        key: Key,
+        delta: i64,
+    },
 }
 
 impl WriteOp {
     pub fn key(&self) -> &Key {
         match self {
             WriteOp::Put { item, .. } => &item.key,
-            WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } => key,
-        }
-    }
-
-    pub fn condition(&self) -> Condition {
-        match self {
-            WriteOp::Put { condition, .. }
-            | WriteOp::Delete { condition, .. }
-            | WriteOp::Check { condition, .. } => *condition,
+            WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } | WriteOp::Add { key, .. } => {
+                key
+            }
         }
     }
 }
@@ -302,7 +323,8 @@ pub trait Store: Send + Sync {
 
 /// Checks what both adapters reject before touching storage: besides the operations'
 /// count and distinct keys, every key and put item (see [`validate_key`],
-/// [`validate_item`]) and the transaction's total size.
+/// [`validate_item`]) and the transaction's total size: its puts' sizes (an add's item
+/// is not known before it is written; counters are small).
 pub(crate) fn validate_transaction(ops: &[WriteOp]) -> StoreResult<()> {
     if ops.is_empty() || ops.len() > MAX_TRANSACTION_OPS {
         return Err(StoreError::Invalid(format!(
@@ -321,7 +343,9 @@ pub(crate) fn validate_transaction(ops: &[WriteOp]) -> StoreResult<()> {
     for op in ops {
         match op {
             WriteOp::Put { item, .. } => total += validate_item(item)?,
-            WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } => validate_key(key)?,
+            WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } | WriteOp::Add { key, .. } => {
+                validate_key(key)?
+            }
         }
     }
     if total > MAX_TRANSACTION_BYTES {
@@ -388,11 +412,11 @@ pub(crate) fn validate_item(item: &Item) -> StoreResult<usize> {
 }
 
 /// The size DynamoDB counts for `item` as the DynamoDB adapter stores it (the attributes
-/// pk, sk, gsi1pk, gsi1sk, expires_at, version and data, the JSON data as serde_dynamo
-/// converts it), by DynamoDB's documented rules ("DynamoDB item sizes and formats"): an
-/// attribute is its name's UTF-8 bytes plus its value's size.
+/// pk, sk, gsi1pk, gsi1sk, expires_at, version, data and counter, the JSON data as
+/// serde_dynamo converts it), by DynamoDB's documented rules ("DynamoDB item sizes and
+/// formats"): an attribute is its name's UTF-8 bytes plus its value's size.
 pub fn item_size(item: &Item) -> usize {
-    use dynamodb::attributes::{DATA, EXPIRES_AT, GSI1PK, GSI1SK, PK, SK, VERSION};
+    use dynamodb::attributes::{COUNTER, DATA, EXPIRES_AT, GSI1PK, GSI1SK, PK, SK, VERSION};
     let string = |name: &str, value: &str| name.len() + value.len();
     let number = |name: &str, value: String| name.len() + number_size(&value);
     let mut size = string(PK, &item.key.pk) + string(SK, &item.key.sk);
@@ -401,6 +425,9 @@ pub fn item_size(item: &Item) -> usize {
     }
     if let Some(expires_at) = item.expires_at {
         size += number(EXPIRES_AT, expires_at.to_string());
+    }
+    if item.counter != 0 {
+        size += number(COUNTER, item.counter.to_string());
     }
     size + number(VERSION, item.version.to_string()) + DATA.len() + value_size(&item.data)
 }
@@ -460,6 +487,13 @@ mod tests {
         .with_version(42); // 7 + (1 + 1)
         let data = 3 + 9 + 6 + 4 + 3 + 3 + 15;
         assert_eq!(item_size(&full), 3 + 3 + 14 + 12 + 9 + 4 + data);
+
+        // A counter of 0 is not stored; any other is a number attribute.
+        let counted = Item {
+            counter: -1234,
+            ..bare.clone()
+        };
+        assert_eq!(item_size(&counted), item_size(&bare) + 7 + (2 + 1));
     }
 
     #[test]
