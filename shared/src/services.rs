@@ -200,7 +200,7 @@ impl Services {
     }
 
     pub fn authenticator(&self) -> Result<Authenticator, ConfigError> {
-        Ok(Authenticator::new(self.sessions()?))
+        Ok(Authenticator::new(self.sessions()?).with_clock(self.clock()))
     }
 
     pub fn grants(&self) -> Result<Grants, ConfigError> {
