@@ -218,7 +218,8 @@ impl Services {
             Arc::new(self.client_credentials()?),
             self.config.auth.refresh_window,
             self.config.auth.refresh_lease,
-        ))
+        )
+        .with_clock(self.clock()))
     }
 }
 

@@ -16,6 +16,17 @@ pub fn browser() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// [`browser`], connecting from loopback address `ip` (any of 127.0.0.0/8): a client
+/// the runner sees at an address of its own.
+pub fn browser_at(ip: std::net::Ipv4Addr) -> reqwest::Client {
+    assert!(ip.is_loopback(), "{ip}");
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::V4(ip))
+        .build()
+        .expect("an HTTP client")
+}
+
 /// The `Location` of a redirect, resolved against the request's URL.
 pub fn location(response: &reqwest::Response) -> Url {
     let location = response
