@@ -411,3 +411,59 @@ async fn a_buyer_question_in_the_sandbox_reaches_the_runners_webhook() {
     );
     assert_eq!(created["notification"]["user_id"], SELLER);
 }
+
+/// Once the callback has spent the login's state, retrying it cannot work: a failure
+/// from then on says to sign in again, where, and doing so works.
+#[tokio::test]
+async fn a_failure_after_the_state_is_spent_says_to_sign_in_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+    let callback = consent(&runner, &client, SELLER).await;
+    let faults = |mode: &str| {
+        client
+            .post(runner.url("/sandbox/mercadolivre/faults"))
+            .json(&serde_json::json!({ "mode": mode }))
+            .send()
+    };
+    // Mercado Livre's API (here /users/me, after the code was exchanged) answers 503.
+    assert!(faults("503").await.unwrap().status().is_success());
+    let response = callback.open(&client).await;
+    assert!(session_cookie(&response).is_none());
+    let body = problem(response, 503).await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("Sign in again at /auth/login"), "{detail}");
+    assert!(!detail.contains("retry"), "{detail}");
+
+    assert!(faults("none").await.unwrap().status().is_success());
+    problem(callback.open(&client).await, 400).await;
+    sign_in(&runner, &client, SELLER).await;
+}
+
+/// Which of two session cookies the browser meant cannot be known, and one of them may
+/// have been planted: neither is taken.
+#[tokio::test]
+async fn a_request_with_two_session_cookies_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+    let token = sign_in(&runner, &client, SELLER).await;
+    let other = sign_in(&runner, &client, SELLER + 1).await;
+    for cookies in [
+        format!("{SESSION_COOKIE}={token}; {SESSION_COOKIE}={other}"),
+        format!("{SESSION_COOKIE}={token}; theme=dark; {SESSION_COOKIE}=planted"),
+    ] {
+        let response = client
+            .get(runner.url("/v1/me"))
+            .header("cookie", cookies)
+            .send()
+            .await
+            .unwrap();
+        let body = problem(response, 400).await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("more than once"),
+            "{body}"
+        );
+    }
+    assert_eq!(me(&runner, &client, &token).await.status(), 200);
+}
