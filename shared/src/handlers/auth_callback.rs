@@ -102,8 +102,8 @@ impl HttpHandler for AuthCallback {
 
 impl AuthCallback {
     async fn sign_in(&self, request: &Request) -> Result<Response<Body>, Refused> {
-        let login = format!("{}/auth/login", self.base_path);
-        let start_again = format!("Start again at {login}.");
+        let login_path = format!("{}/auth/login", self.base_path);
+        let start_again = format!("Start again at {login_path}.");
         let state = query_param(request, "state").ok_or_else(|| {
             refused(
                 "no_state",
@@ -139,7 +139,7 @@ impl AuthCallback {
 
         // The state is spent: from here on, only a new sign-in can succeed.
         if let Some(error) = query_param(request, "error") {
-            return Err(provider_refusal(&error, &login));
+            return Err(provider_refusal(&error, &login_path));
         }
         let code = query_param(request, "code")
             .filter(|code| login::looks_like_code(code))
@@ -162,12 +162,12 @@ impl AuthCallback {
                 &self.redirect_uri,
             )
             .await
-            .map_err(|error| upstream_refusal(error, &login))?;
+            .map_err(|error| upstream_refusal(error, &login_path))?;
         let seller = self
             .mercadolivre
             .users_me(&tokens.access_token, tokens.user_id)
             .await
-            .map_err(|error| upstream_refusal(error, &login))?;
+            .map_err(|error| upstream_refusal(error, &login_path))?;
         if seller.id != tokens.user_id {
             return Err(failed(
                 "upstream",
@@ -176,7 +176,7 @@ impl AuthCallback {
                     "/users/me answered seller {} for a token of seller {}",
                     seller.id, tokens.user_id
                 ),
-                &login,
+                &login_path,
             ));
         }
 
@@ -185,7 +185,7 @@ impl AuthCallback {
             .tenants
             .for_seller(seller.id, &seller.nickname, now)
             .await
-            .map_err(|error| store_failure(error, &login))?;
+            .map_err(|error| store_failure(error, &login_path))?;
         let info = GrantInfo {
             tenant: tenant.clone(),
             seller_id: seller.id,
@@ -205,12 +205,12 @@ impl AuthCallback {
             .connect(info, &grant_tokens)
             .await
             .map_err(|error| match error {
-                GrantError::Store(error) => store_failure(error, &login),
+                GrantError::Store(error) => store_failure(error, &login_path),
                 other => failed(
                     "internal",
                     StatusCode::INTERNAL_SERVER_ERROR,
                     other.to_string(),
-                    &login,
+                    &login_path,
                 ),
             })?;
         let session = self
@@ -218,12 +218,12 @@ impl AuthCallback {
             .start(&user_id(seller.id), &tenant, now)
             .await
             .map_err(|error| match error {
-                SessionError::Store(error) => store_failure(error, &login),
+                SessionError::Store(error) => store_failure(error, &login_path),
                 SessionError::Token(error) => failed(
                     "internal",
                     StatusCode::INTERNAL_SERVER_ERROR,
                     error.to_string(),
-                    &login,
+                    &login_path,
                 ),
             })?;
         tracing::info!(tenant = %tenant, seller_id = seller.id, "seller signed in");
@@ -251,7 +251,7 @@ impl AuthCallback {
                 "internal",
                 StatusCode::INTERNAL_SERVER_ERROR,
                 error.to_string(),
-                &login,
+                &login_path,
             )
         })?;
         let headers = response.headers_mut();
@@ -264,48 +264,48 @@ impl AuthCallback {
     }
 }
 
-/// A failure after the state was spent: the caller is told to sign in again at `login`,
+/// A failure after the state was spent: the caller is told to sign in again at `login_path`,
 /// the cause is logged.
-fn failed(reason: &'static str, status: StatusCode, cause: String, login: &str) -> Refused {
+fn failed(reason: &'static str, status: StatusCode, cause: String, login_path: &str) -> Refused {
     refused(
         reason,
         ApiError::Failed {
             status,
-            detail: format!("Signing in could not be completed. Sign in again at {login}."),
+            detail: format!("Signing in could not be completed. Sign in again at {login_path}."),
             cause,
         },
     )
 }
 
-fn store_failure(error: StoreError, login: &str) -> Refused {
+fn store_failure(error: StoreError, login_path: &str) -> Refused {
     match error {
         // Concurrent sign-ins of this seller kept winning the race.
         StoreError::ConditionFailed { .. } | StoreError::TransactionCancelled { .. } => refused(
             "concurrent_sign_in",
             ApiError::Conflict(format!(
                 "Another sign-in of this seller was completing at the same moment. Sign in \
-                 again at {login}."
+                 again at {login_path}."
             )),
         ),
         StoreError::Unavailable(_) => failed(
             "store",
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store: {error}"),
-            login,
+            login_path,
         ),
         StoreError::Invalid(_) | StoreError::Corrupt(_) => failed(
             "store",
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("store: {error}"),
-            login,
+            login_path,
         ),
     }
 }
 
 /// The provider's `error` parameter: the seller cancelled, signed in with a collaborator
 /// account, or the request was refused.
-fn provider_refusal(error: &str, login: &str) -> Refused {
-    let start_again = format!("Start again at {login}.");
+fn provider_refusal(error: &str, login_path: &str) -> Refused {
+    let start_again = format!("Start again at {login_path}.");
     match error {
         "access_denied" => refused(
             "access_denied",
@@ -330,8 +330,8 @@ fn provider_refusal(error: &str, login: &str) -> Refused {
     }
 }
 
-fn upstream_refusal(error: UpstreamError, login: &str) -> Refused {
-    let start_again = format!("Start again at {login}.");
+fn upstream_refusal(error: UpstreamError, login_path: &str) -> Refused {
+    let start_again = format!("Start again at {login_path}.");
     match error {
         UpstreamError::InvalidGrant => refused(
             "invalid_grant",
@@ -365,7 +365,7 @@ fn upstream_refusal(error: UpstreamError, login: &str) -> Refused {
             ApiError::Failed {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 detail: format!(
-                    "Too many sign-ins right now. Sign in again in {} seconds at {login}.",
+                    "Too many sign-ins right now. Sign in again in {} seconds at {login_path}.",
                     whole_seconds(retry_after).max(1)
                 ),
                 cause: error.to_string(),
@@ -375,7 +375,7 @@ fn upstream_refusal(error: UpstreamError, login: &str) -> Refused {
             "unavailable",
             StatusCode::SERVICE_UNAVAILABLE,
             error.to_string(),
-            login,
+            login_path,
         ),
         UpstreamError::Unauthorized
         | UpstreamError::NotFound
@@ -385,7 +385,7 @@ fn upstream_refusal(error: UpstreamError, login: &str) -> Refused {
             "upstream",
             StatusCode::BAD_GATEWAY,
             error.to_string(),
-            login,
+            login_path,
         ),
     }
 }
