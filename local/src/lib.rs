@@ -79,13 +79,15 @@ pub async fn serve(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let address = listener.local_addr()?;
     let mut config = config.clone();
+    // The embedded database first: opening it locks the data dir, so a second runner
+    // started on it fails here, before it could write secrets of its own over ours.
+    let adapters = adapters::build(&config).await?;
     local_secrets::fill_in(&mut config)?;
     let sandbox = if config.auth.sandbox {
         Some(use_sandbox(&mut config, address)?)
     } else {
         None
     };
-    let adapters = adapters::build(&config).await?;
     let services = Services::new(config, adapters);
     let functions = Arc::new(Functions::new(&services)?);
     let app = router(Arc::clone(&functions), sandbox.as_ref())

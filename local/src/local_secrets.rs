@@ -71,7 +71,7 @@ fn read(path: &Path) -> std::io::Result<BTreeMap<String, String>> {
 
 fn write(path: &Path, secrets: &BTreeMap<String, String>) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        shared::embedded_db::create_private_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

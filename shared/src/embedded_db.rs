@@ -4,13 +4,23 @@
 //! pay one fsync per write. A write that fails does not fail the others of its group:
 //! the group is run again without it (redb has no savepoint inside a transaction that
 //! has already written, so each write must be able to run more than once).
+//!
+//! After an I/O error (a full disk) redb refuses every later write until the database
+//! is closed and opened again: the writer then reopens it and runs the group once more,
+//! and reports the error if that fails too. The next write tries again, so the database
+//! recovers as soon as the disk does, without a restart.
+//!
+//! The directory is created owner-only (0700) and the file is kept owner-only (0600):
+//! they hold login states and PKCE verifiers.
 
+use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 
+use redb::backends::FileBackend;
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 use tokio::sync::oneshot;
 
@@ -23,29 +33,53 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 pub const FILE_NAME: &str = "sellerhub.redb";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum EmbeddedError {
     #[error("cannot open {path}: {reason}")]
     Open { path: PathBuf, reason: String },
     #[error("embedded database: {0}")]
     Storage(String),
+    /// The file could not be read or written (a full disk): nothing was written.
+    #[error("embedded database I/O error: {0}")]
+    Io(String),
     #[error("embedded database writer stopped")]
     Stopped,
 }
 
 impl From<redb::Error> for EmbeddedError {
     fn from(error: redb::Error) -> Self {
-        EmbeddedError::Storage(error.to_string())
+        match error {
+            redb::Error::Io(_) | redb::Error::PreviousIo => EmbeddedError::Io(error.to_string()),
+            error => EmbeddedError::Storage(error.to_string()),
+        }
     }
+}
+
+/// Creates `dir` (and its missing parents) readable by its owner only.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// A queued write: run in the group's transaction (possibly more than once, when
 /// another write of its group failed), then told whether that transaction committed.
 trait Job: Send {
-    /// Runs the write in `txn`; false when it failed, so its changes must not commit.
-    fn run(&mut self, txn: &WriteTransaction) -> bool;
-    /// Answers the caller with the last run's outcome, given the commit's.
+    /// Runs the write in `txn`; its failure when it failed, so its changes must not
+    /// commit.
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), Failure>;
+    /// Answers the caller: the last run's outcome once its transaction committed, else
+    /// the commit's error.
     fn finish(self: Box<Self>, committed: Result<(), EmbeddedError>);
+}
+
+/// Why a write failed: its own doing, or the file's (every write of the group fails).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Write,
+    Io,
 }
 
 struct Write<F, R> {
@@ -59,23 +93,71 @@ where
     F: FnMut(&WriteTransaction) -> Result<R, redb::Error> + Send,
     R: Send,
 {
-    fn run(&mut self, txn: &WriteTransaction) -> bool {
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), Failure> {
         let outcome = match catch_unwind(AssertUnwindSafe(|| (self.write)(txn))) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(EmbeddedError::from(error)),
             Err(_) => Err(EmbeddedError::Storage("a write panicked".into())),
         };
-        let failed = outcome.is_err();
+        let failure = match &outcome {
+            Ok(_) => Ok(()),
+            Err(EmbeddedError::Io(_)) => Err(Failure::Io),
+            Err(_) => Err(Failure::Write),
+        };
         self.outcome = Some(outcome);
-        !failed
+        failure
     }
 
     fn finish(self: Box<Self>, committed: Result<(), EmbeddedError>) {
-        let outcome = self.outcome.unwrap_or(Err(EmbeddedError::Stopped));
-        let _ = self
-            .reply
-            .send(outcome.and_then(|value| committed.map(|()| value)));
+        let outcome = match committed {
+            Ok(()) => self.outcome.unwrap_or(Err(EmbeddedError::Stopped)),
+            Err(error) => Err(error),
+        };
+        let _ = self.reply.send(outcome);
     }
+}
+
+/// How the database is opened, at first and again after an I/O error.
+type Opener = Box<dyn Fn() -> Result<Database, EmbeddedError> + Send + Sync>;
+
+/// The open database, shared by the writer thread and the readers. None while closed:
+/// after an I/O error, until it is opened again.
+struct Shared {
+    db: RwLock<Option<Database>>,
+    open: Opener,
+}
+
+impl Shared {
+    /// The open database, opened again first if an I/O error left it closed (a reader
+    /// or a writer meeting it closed retries the open: the disk may have room again).
+    fn database(&self) -> Result<RwLockReadGuard<'_, Option<Database>>, EmbeddedError> {
+        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        if db.is_some() {
+            return Ok(db);
+        }
+        drop(db);
+        {
+            let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            if db.is_none() {
+                *db = Some((self.open)()?);
+            }
+        }
+        Ok(self.db.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Closes the database and opens it again: redb accepts no write after an I/O error
+    /// until then. Waits for the reads in progress (the file is locked while open).
+    fn reopen(&self) -> Result<(), EmbeddedError> {
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        *db = None;
+        *db = Some((self.open)()?);
+        Ok(())
+    }
+}
+
+/// The database was closed again (after another I/O error) between opening and use.
+fn closed() -> EmbeddedError {
+    EmbeddedError::Io("the database is closed after an I/O error".into())
 }
 
 #[derive(Clone)]
@@ -84,7 +166,7 @@ pub struct EmbeddedDb {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     jobs: Option<mpsc::Sender<Box<dyn Job>>>,
     writer: Option<JoinHandle<()>>,
 }
@@ -104,25 +186,28 @@ impl EmbeddedDb {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, EmbeddedError> {
         let path = dir.join(FILE_NAME);
-        let open_error = |reason: String| EmbeddedError::Open {
+        create_private_dir(dir).map_err(|error| EmbeddedError::Open {
             path: path.clone(),
-            reason,
-        };
-        std::fs::create_dir_all(dir).map_err(|error| open_error(error.to_string()))?;
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .map_err(|error| open_error(error.to_string()))?;
-        let db = Arc::new(db);
+            reason: error.to_string(),
+        })?;
+        Self::open_with(Box::new(move || open_file(&path)))
+    }
+
+    /// The database `open` opens (and opens again after an I/O error).
+    fn open_with(open: Opener) -> Result<Self, EmbeddedError> {
+        let shared = Arc::new(Shared {
+            db: RwLock::new(Some(open()?)),
+            open,
+        });
         let (jobs, receiver) = mpsc::channel::<Box<dyn Job>>();
-        let writer_db = Arc::clone(&db);
+        let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("embedded-db-writer".into())
-            .spawn(move || write_loop(&writer_db, &receiver))
-            .map_err(|error| open_error(error.to_string()))?;
+            .spawn(move || write_loop(&writer_shared, &receiver))
+            .map_err(|error| EmbeddedError::Storage(format!("no writer thread: {error}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                shared,
                 jobs: Some(jobs),
                 writer: Some(writer),
             }),
@@ -156,7 +241,9 @@ impl EmbeddedDb {
         &self,
         init: impl FnOnce(&WriteTransaction) -> Result<(), redb::Error>,
     ) -> Result<(), EmbeddedError> {
-        let txn = self.inner.db.begin_write().map_err(redb::Error::from)?;
+        let db = self.inner.shared.database()?;
+        let db = db.as_ref().ok_or_else(closed)?;
+        let txn = db.begin_write().map_err(redb::Error::from)?;
         init(&txn)?;
         txn.commit().map_err(redb::Error::from)?;
         Ok(())
@@ -168,9 +255,14 @@ impl EmbeddedDb {
         R: Send + 'static,
         F: FnOnce(&ReadTransaction) -> Result<R, redb::Error> + Send + 'static,
     {
-        let db = Arc::clone(&self.inner.db);
+        let shared = Arc::clone(&self.inner.shared);
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(redb::Error::from)?;
+            let db = shared.database()?;
+            let txn = db
+                .as_ref()
+                .ok_or_else(closed)?
+                .begin_read()
+                .map_err(redb::Error::from)?;
             Ok(read(&txn)?)
         })
         .await
@@ -178,7 +270,30 @@ impl EmbeddedDb {
     }
 }
 
-fn write_loop(db: &Database, jobs: &mpsc::Receiver<Box<dyn Job>>) {
+/// The redb file at `path`, created owner-only if new, and kept owner-only.
+fn open_file(path: &Path) -> Result<Database, EmbeddedError> {
+    let open_error = |reason: String| EmbeddedError::Open {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut options = File::options();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(path)
+        .map_err(|error| open_error(error.to_string()))?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|error| open_error(error.to_string()))?;
+    let backend = FileBackend::new(file).map_err(|error| open_error(error.to_string()))?;
+    redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create_with_backend(backend)
+        .map_err(|error| open_error(error.to_string()))
+}
+
+fn write_loop(shared: &Shared, jobs: &mpsc::Receiver<Box<dyn Job>>) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -187,36 +302,91 @@ fn write_loop(db: &Database, jobs: &mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        commit_group(db, group);
+        let Err((group, error)) = commit(shared, group) else {
+            continue;
+        };
+        tracing::warn!(error = %error, "embedded database: I/O error; reopening it");
+        let retried = match shared.reopen() {
+            Ok(()) => commit(shared, group),
+            Err(reopen) => Err((group, reopen)),
+        };
+        if let Err((group, error)) = retried {
+            // It all began with an I/O error, whatever reopening said.
+            let error = match error {
+                EmbeddedError::Io(_) => error,
+                other => EmbeddedError::Io(other.to_string()),
+            };
+            tracing::error!(error = %error, "embedded database: writes fail");
+            for job in group {
+                job.finish(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// A group's writes that the file failed: none of them answered yet.
+type IoFailure = (Vec<Box<dyn Job>>, EmbeddedError);
+
+/// [`commit_group`] on the open database.
+fn commit(shared: &Shared, group: Vec<Box<dyn Job>>) -> Result<(), IoFailure> {
+    let db = match shared.database() {
+        Ok(db) => db,
+        Err(error) => return Err((group, error)),
+    };
+    match db.as_ref() {
+        Some(db) => commit_group(db, group),
+        None => Err((group, closed())),
     }
 }
 
 /// Commits the group's writes together. A write that fails is answered with its error
 /// and the others run again without it, in a new transaction: each pass drops at least
-/// one write, so this ends.
-fn commit_group(db: &Database, mut group: Vec<Box<dyn Job>>) {
+/// one write, so this ends. When the file fails (I/O), the writes not yet answered are
+/// handed back, to run again once the database is reopened.
+fn commit_group(db: &Database, mut group: Vec<Box<dyn Job>>) -> Result<(), IoFailure> {
     while !group.is_empty() {
         let txn = match db.begin_write() {
             Ok(txn) => txn,
             Err(error) => {
+                let error = EmbeddedError::from(redb::Error::from(error));
+                if let EmbeddedError::Io(_) = error {
+                    return Err((group, error));
+                }
                 tracing::error!(error = %error, "embedded database: cannot begin a write");
                 let reason = format!("cannot begin a write: {error}");
                 for job in group {
                     job.finish(Err(EmbeddedError::Storage(reason.clone())));
                 }
-                return;
+                return Ok(());
             }
         };
-        let (succeeded, failed): (Vec<_>, Vec<_>) = group
+        let runs: Vec<_> = group
             .into_iter()
             .map(|mut job| (job.run(&txn), job))
-            .partition(|(ok, _)| *ok);
+            .collect();
+        if runs.iter().any(|(run, _)| *run == Err(Failure::Io)) {
+            let _ = txn.abort();
+            let group = runs.into_iter().map(|(_, job)| job).collect();
+            return Err((group, EmbeddedError::Io("a write met an I/O error".into())));
+        }
+        let (succeeded, failed): (Vec<_>, Vec<_>) =
+            runs.into_iter().partition(|(run, _)| run.is_ok());
         if failed.is_empty() {
-            let committed = txn.commit().map_err(|error| error.to_string());
-            for (_, job) in succeeded {
-                job.finish(committed.clone().map_err(EmbeddedError::Storage));
+            let jobs = succeeded.into_iter().map(|(_, job)| job);
+            match txn
+                .commit()
+                .map_err(|error| EmbeddedError::from(redb::Error::from(error)))
+            {
+                Err(EmbeddedError::Io(reason)) => {
+                    return Err((jobs.collect(), EmbeddedError::Io(reason)));
+                }
+                committed => {
+                    for job in jobs {
+                        job.finish(committed.clone());
+                    }
+                    return Ok(());
+                }
             }
-            return;
         }
         let _ = txn.abort();
         for (_, job) in failed {
@@ -224,6 +394,7 @@ fn commit_group(db: &Database, mut group: Vec<Box<dyn Job>>) {
         }
         group = succeeded.into_iter().map(|(_, job)| job).collect();
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -339,5 +510,173 @@ mod tests {
             [Some(1), None, None, Some(1)],
             "only the last run of each write is committed, failed writes leave nothing"
         );
+    }
+
+    #[tokio::test]
+    async fn after_a_full_disk_writes_work_again_once_there_is_room_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let db = full_disk::open(dir.path(), &full);
+        db.init(|txn| txn.open_table(COUNTERS).map(drop).map_err(Into::into))
+            .unwrap();
+        assert_eq!(db.write(|txn| increment(txn, "a")).await.unwrap(), 1);
+
+        full.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            let error = db.write(|txn| increment(txn, "a")).await.unwrap_err();
+            assert!(matches!(error, EmbeddedError::Io(_)), "{error}");
+        }
+
+        full.store(false, Ordering::SeqCst);
+        assert_eq!(db.write(|txn| increment(txn, "a")).await.unwrap(), 2);
+        let stored = db
+            .read(|txn| Ok(txn.open_table(COUNTERS)?.get("a")?.map(|v| v.value())))
+            .await
+            .unwrap();
+        assert_eq!(
+            stored,
+            Some(2),
+            "the writes refused while full left nothing"
+        );
+    }
+
+    #[test]
+    fn the_directory_and_the_file_are_owner_only() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let parent = tempfile::tempdir().unwrap();
+            let dir = parent.path().join("data").join("sellerhub");
+            let _db = EmbeddedDb::open(&dir).unwrap();
+            let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700);
+            assert_eq!(mode(&parent.path().join("data")), 0o700);
+            assert_eq!(mode(&dir.join(FILE_NAME)), 0o600);
+        }
+    }
+
+    #[test]
+    fn a_file_left_readable_by_others_is_made_owner_only() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(FILE_NAME);
+            drop(EmbeddedDb::open(dir.path()).unwrap());
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let _db = EmbeddedDb::open(dir.path()).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+}
+
+/// A database on a disk that fills up when told to, for tests of what a full disk does.
+#[cfg(test)]
+pub(crate) mod full_disk {
+    use std::fs::File;
+    use std::ops::Bound;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use redb::backends::FileBackend;
+    use redb::{BackendError, StorageBackend};
+
+    use super::{EmbeddedDb, EmbeddedError, FILE_NAME};
+
+    /// While `full`, writing or growing the file fails with "no space left on device", as
+    /// ENOSPC does.
+    #[derive(Debug)]
+    struct Disk {
+        file: FileBackend,
+        full: Arc<AtomicBool>,
+    }
+
+    impl Disk {
+        fn check(&self) -> std::io::Result<()> {
+            if self.full.load(Ordering::SeqCst) {
+                return Err(std::io::ErrorKind::StorageFull.into());
+            }
+            Ok(())
+        }
+    }
+
+    impl StorageBackend for Disk {
+        fn len(&self) -> std::io::Result<u64> {
+            self.file.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.file.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.check()?;
+            self.file.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.check()?;
+            self.file.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.file.write(offset, data)
+        }
+        fn close(&self) -> std::io::Result<()> {
+            self.file.close()
+        }
+        fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+            self.file.try_lock_range(start, end)
+        }
+        fn try_lock_shared_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<bool, BackendError> {
+            self.file.try_lock_shared_range(start, end)
+        }
+        fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+            self.file.lock_range(start, end)
+        }
+        fn lock_shared_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<(), BackendError> {
+            self.file.lock_shared_range(start, end)
+        }
+        fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+            self.file.unlock_range(start, end)
+        }
+        fn query_lock_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<bool, BackendError> {
+            self.file.query_lock_range(start, end)
+        }
+    }
+
+    /// The database in `dir` on a disk that `full` fills.
+    pub(crate) fn open(dir: &Path, full: &Arc<AtomicBool>) -> EmbeddedDb {
+        let path = dir.join(FILE_NAME);
+        let full = Arc::clone(full);
+        EmbeddedDb::open_with(Box::new(move || {
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|error| EmbeddedError::Io(error.to_string()))?;
+            let disk = Disk {
+                file: FileBackend::new(file)
+                    .map_err(|error| EmbeddedError::Io(error.to_string()))?,
+                full: Arc::clone(&full),
+            };
+            redb::Builder::new()
+                .create_with_backend(disk)
+                .map_err(|error| EmbeddedError::Storage(error.to_string()))
+        }))
+        .unwrap()
     }
 }

@@ -203,7 +203,7 @@ impl Services {
     }
 
     pub fn authenticator(&self) -> Result<Authenticator, ConfigError> {
-        Ok(Authenticator::new(self.sessions()?))
+        Ok(Authenticator::new(self.sessions()?).with_clock(self.clock()))
     }
 
     pub fn grants(&self) -> Result<Grants, ConfigError> {
@@ -234,7 +234,8 @@ impl Services {
             Arc::new(self.client_credentials()?),
             self.config.auth.refresh_window,
             self.config.auth.refresh_lease,
-        ))
+        )
+        .with_clock(self.clock()))
     }
 }
 

@@ -19,21 +19,10 @@ impl LocalRunner {
     /// Starts `local` with its data in `data_dir`, on a free port, and waits until it
     /// listens. `env` adds or overrides variables.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> LocalRunner {
-        let binary = function_binary("local", false);
-        let mut command = Command::new(binary);
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATA_DIR", data_dir)
-            .env("PORT", "0")
-            .env("LOG_LEVEL", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("spawn the local runner");
+        let mut child = command(data_dir, env)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the local runner");
         let stdout = child.stdout.take().expect("piped stdout");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (address_tx, address_rx) = std::sync::mpsc::channel();
@@ -66,6 +55,34 @@ impl LocalRunner {
         }
     }
 
+    /// Runs `local` as [`LocalRunner::start`] does, expecting it to stop before it
+    /// listens: how it exited, and what it wrote (log and error).
+    pub fn run_to_exit(data_dir: &Path, env: &[(&str, &str)]) -> (ExitStatus, String) {
+        let mut child = command(data_dir, env)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the local runner");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child
+            .try_wait()
+            .expect("wait for the local runner")
+            .is_none()
+        {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the local runner did not stop by itself");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().expect("the runner's output");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status, text)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
@@ -93,6 +110,24 @@ impl LocalRunner {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The runner's command: its data in `data_dir`, on a free port, stdout piped; `env`
+/// adds or overrides variables.
+fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(function_binary("local", false));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", data_dir)
+        .env("PORT", "0")
+        .env("LOG_LEVEL", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
 }
 
 impl Drop for LocalRunner {

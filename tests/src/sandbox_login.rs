@@ -16,6 +16,17 @@ pub fn browser() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// [`browser`], connecting from loopback address `ip` (any of 127.0.0.0/8): a client
+/// the runner sees at an address of its own.
+pub fn browser_at(ip: std::net::Ipv4Addr) -> reqwest::Client {
+    assert!(ip.is_loopback(), "{ip}");
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::V4(ip))
+        .build()
+        .expect("an HTTP client")
+}
+
 /// The `Location` of a redirect, resolved against the request's URL.
 pub fn location(response: &reqwest::Response) -> Url {
     let location = response
@@ -137,36 +148,98 @@ pub async fn authorization_code(
 
 // ------------------------------------------------------------------ against the local runner
 
-/// The session cookie a response sets (its value), if any.
-pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+/// The value a response sets for cookie `name`, unless it clears it.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
     response
         .headers()
         .get_all(reqwest::header::SET_COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .find_map(|value| value.strip_prefix("sellerhub_session="))
+        .filter_map(|value| value.strip_prefix(&prefix))
         .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+        .find(|value| !value.is_empty())
 }
 
-/// GET /auth/login: the provider's authorize URL.
-pub async fn start_login(runner: &LocalRunner, client: &reqwest::Client) -> Url {
+/// The session cookie a response sets (its value), if any.
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    set_cookie(response, shared::auth::cookie::SESSION_COOKIE)
+}
+
+/// A login started at the runner: the provider's authorize URL, and the login cookie
+/// the browser that started it now holds.
+pub struct Login {
+    pub authorize: Url,
+    pub cookie: String,
+}
+
+/// GET /auth/login from `client`.
+pub async fn start_login(runner: &LocalRunner, client: &reqwest::Client) -> Login {
     let response = client.get(runner.url("/auth/login")).send().await.unwrap();
     assert_eq!(response.status(), 302);
     assert_eq!(response.headers()["cache-control"], "no-store");
-    location(&response)
+    let cookie = set_cookie(&response, shared::auth::cookie::LOGIN_COOKIE)
+        .expect("the login binds the browser with a cookie");
+    Login {
+        authorize: location(&response),
+        cookie,
+    }
 }
 
-/// Login up to the provider's redirect back: the callback URL with code and state.
-pub async fn consent(runner: &LocalRunner, client: &reqwest::Client, seller: u64) -> Url {
-    let authorize = start_login(runner, client).await;
-    let form = open_consent(client, &authorize).await;
-    decide(client, &form, seller, "SELLER_ONE", "allow").await
+/// The provider's redirect back to our callback (code and state), with the login cookie
+/// of the browser that started the login.
+pub struct Callback {
+    pub url: Url,
+    pub cookie: String,
+}
+
+impl Callback {
+    /// Opens the callback in the browser that started the login.
+    pub async fn open(&self, client: &reqwest::Client) -> reqwest::Response {
+        self.open_with(client, Some(&self.cookie)).await
+    }
+
+    /// Opens the callback with `cookie` as the login cookie (None: without one).
+    pub async fn open_with(
+        &self,
+        client: &reqwest::Client,
+        cookie: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = client.get(self.url.clone());
+        if let Some(cookie) = cookie {
+            request = request.header(
+                reqwest::header::COOKIE,
+                format!("{}={cookie}", shared::auth::cookie::LOGIN_COOKIE),
+            );
+        }
+        request.send().await.unwrap()
+    }
+
+    /// The value of the callback's query parameter `name`.
+    pub fn param(&self, name: &str) -> String {
+        self.url
+            .query_pairs()
+            .find(|(key, _)| key == name)
+            .unwrap_or_else(|| panic!("no {name} in {}", self.url))
+            .1
+            .into_owned()
+    }
+}
+
+/// Login up to the provider's redirect back.
+pub async fn consent(runner: &LocalRunner, client: &reqwest::Client, seller: u64) -> Callback {
+    let login = start_login(runner, client).await;
+    let form = open_consent(client, &login.authorize).await;
+    Callback {
+        url: decide(client, &form, seller, "SELLER_ONE", "allow").await,
+        cookie: login.cookie,
+    }
 }
 
 /// A whole login: the session token.
 pub async fn sign_in(runner: &LocalRunner, client: &reqwest::Client, seller: u64) -> String {
     let callback = consent(runner, client, seller).await;
-    let response = client.get(callback).send().await.unwrap();
+    let response = callback.open(client).await;
     assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
     session_cookie(&response).expect("a session cookie")
 }

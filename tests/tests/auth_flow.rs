@@ -4,15 +4,17 @@
 use reqwest::Url;
 use sellerhub_tests::local_runner::LocalRunner;
 use sellerhub_tests::sandbox_login::{
-    browser, consent, decide, location, open_consent, session_cookie, sign_in, start_login,
+    Callback, browser, consent, decide, location, open_consent, session_cookie, set_cookie,
+    sign_in, start_login,
 };
+use shared::auth::cookie::{LOGIN_COOKIE, SESSION_COOKIE};
 
 const SELLER: u64 = 468_424_240;
 
 async fn me(runner: &LocalRunner, client: &reqwest::Client, cookie: &str) -> reqwest::Response {
     client
         .get(runner.url("/v1/me"))
-        .header("cookie", format!("sellerhub_session={cookie}"))
+        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
         .send()
         .await
         .unwrap()
@@ -34,7 +36,7 @@ async fn me_by_bearer(
 async fn logout(runner: &LocalRunner, client: &reqwest::Client, cookie: &str) -> reqwest::Response {
     client
         .post(runner.url("/auth/logout"))
-        .header("cookie", format!("sellerhub_session={cookie}"))
+        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
         .send()
         .await
         .unwrap()
@@ -56,7 +58,8 @@ async fn login_consent_callback_me_logout_me() {
     let client = browser();
 
     // GET /auth/login → the sandbox's authorize page, with PKCE S256.
-    let authorize = start_login(&runner, &client).await;
+    let login = start_login(&runner, &client).await;
+    let authorize = login.authorize;
     assert!(
         authorize
             .as_str()
@@ -69,20 +72,42 @@ async fn login_consent_callback_me_logout_me() {
 
     // The seller reads the consent page and clicks "Authorize".
     let form = open_consent(&client, &authorize).await;
-    let callback = decide(&client, &form, SELLER, "SELLER_ONE", "allow").await;
-    assert!(callback.as_str().starts_with(&runner.url("/auth/callback")));
+    let callback = Callback {
+        url: decide(&client, &form, SELLER, "SELLER_ONE", "allow").await,
+        cookie: login.cookie,
+    };
+    assert!(
+        callback
+            .url
+            .as_str()
+            .starts_with(&runner.url("/auth/callback"))
+    );
 
-    // The callback starts the session: cookie + redirect to the default return path.
-    let response = client.get(callback).send().await.unwrap();
+    // The callback starts the session: cookie + redirect to the default return path,
+    // and the login's cookie is cleared.
+    let response = callback.open(&client).await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/v1/me");
-    let set_cookie = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let set_cookies: Vec<&str> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().unwrap())
+        .collect();
+    let session = set_cookies
+        .iter()
+        .find(|value| value.starts_with(&format!("{SESSION_COOKIE}=")))
+        .expect("the session cookie");
     for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
-        assert!(set_cookie.contains(attribute), "{set_cookie}");
+        assert!(session.contains(attribute), "{session}");
     }
+    assert!(
+        set_cookies
+            .iter()
+            .any(|value| value.starts_with(&format!("{LOGIN_COOKIE}=;"))
+                && value.contains("Max-Age=0")),
+        "{set_cookies:?}"
+    );
     let token = session_cookie(&response).unwrap();
 
     // /v1/me with the cookie, and with the same token as a Bearer header.
@@ -168,7 +193,8 @@ async fn a_tampered_or_expired_token_is_refused() {
         "sellerhub",
     )
     .unwrap();
-    let mut claims = keys.verify(&token).unwrap();
+    let now = shared::clock::Clock::now_secs(&shared::clock::SystemClock);
+    let mut claims = keys.verify(&token, now).unwrap();
     claims.exp = claims.iat - 1;
     claims.jti = "expired-one".into();
     let expired = keys.sign(&claims).unwrap();
@@ -190,12 +216,9 @@ async fn a_replayed_state_is_refused() {
     let runner = LocalRunner::start(dir.path(), &[]);
     let client = browser();
     let callback = consent(&runner, &client, SELLER).await;
-    assert_eq!(
-        client.get(callback.clone()).send().await.unwrap().status(),
-        303
-    );
+    assert_eq!(callback.open(&client).await.status(), 303);
 
-    let body = problem(client.get(callback).send().await.unwrap(), 400).await;
+    let body = problem(callback.open(&client).await, 400).await;
     assert!(
         body["detail"].as_str().unwrap().contains("/auth/login"),
         "{body}"
@@ -210,14 +233,9 @@ async fn a_code_completed_with_another_logins_verifier_is_refused() {
     // The attacker's code (login A) injected into the victim's callback (login B): our
     // server sends B's verifier, which does not match A's challenge.
     let stolen = consent(&runner, &client, SELLER).await;
-    let victim_authorize = start_login(&runner, &client).await;
-    let code = stolen
-        .query_pairs()
-        .find(|(name, _)| name == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    let victim_state = victim_authorize
+    let victim = start_login(&runner, &client).await;
+    let victim_state = victim
+        .authorize
         .query_pairs()
         .find(|(name, _)| name == "state")
         .unwrap()
@@ -226,10 +244,14 @@ async fn a_code_completed_with_another_logins_verifier_is_refused() {
     let mut injected = Url::parse(&runner.url("/auth/callback")).unwrap();
     injected
         .query_pairs_mut()
-        .append_pair("code", &code)
+        .append_pair("code", &stolen.param("code"))
         .append_pair("state", &victim_state);
+    let injected = Callback {
+        url: injected,
+        cookie: victim.cookie,
+    };
 
-    let response = client.get(injected).send().await.unwrap();
+    let response = injected.open(&client).await;
     assert!(session_cookie(&response).is_none());
     let body = problem(response, 400).await;
     assert!(
@@ -243,10 +265,13 @@ async fn a_denied_consent_is_a_clear_403() {
     let dir = tempfile::tempdir().unwrap();
     let runner = LocalRunner::start(dir.path(), &[]);
     let client = browser();
-    let authorize = start_login(&runner, &client).await;
-    let form = open_consent(&client, &authorize).await;
-    let callback = decide(&client, &form, SELLER, "SELLER_ONE", "deny").await;
-    let response = client.get(callback).send().await.unwrap();
+    let login = start_login(&runner, &client).await;
+    let form = open_consent(&client, &login.authorize).await;
+    let callback = Callback {
+        url: decide(&client, &form, SELLER, "SELLER_ONE", "deny").await,
+        cookie: login.cookie,
+    };
+    let response = callback.open(&client).await;
     assert!(session_cookie(&response).is_none());
     let body = problem(response, 403).await;
     assert!(
@@ -279,8 +304,11 @@ async fn return_to_is_checked_against_the_allow_list() {
         .await
         .unwrap();
     let form = open_consent(&client, &location(&allowed)).await;
-    let callback = decide(&client, &form, SELLER, "SELLER_ONE", "allow").await;
-    let response = client.get(callback).send().await.unwrap();
+    let callback = Callback {
+        url: decide(&client, &form, SELLER, "SELLER_ONE", "allow").await,
+        cookie: set_cookie(&allowed, LOGIN_COOKIE).unwrap(),
+    };
+    let response = callback.open(&client).await;
     assert_eq!(response.status(), 303);
     assert_eq!(
         response.headers()["location"],
@@ -296,8 +324,8 @@ async fn two_concurrent_logins_of_one_seller_leave_one_session() {
     // Both logins reach the provider's redirect first, then both callbacks race.
     let first = consent(&runner, &client, SELLER).await;
     let second = consent(&runner, &client, SELLER).await;
-    let (a, b) = tokio::join!(client.get(first).send(), client.get(second).send());
-    let tokens: Vec<String> = [a.unwrap(), b.unwrap()]
+    let (a, b) = tokio::join!(first.open(&client), second.open(&client));
+    let tokens: Vec<String> = [a, b]
         .iter()
         .map(|response| session_cookie(response).expect("both logins succeed"))
         .collect();
@@ -382,4 +410,60 @@ async fn a_buyer_question_in_the_sandbox_reaches_the_runners_webhook() {
         5_000_000_000_000_001u64
     );
     assert_eq!(created["notification"]["user_id"], SELLER);
+}
+
+/// Once the callback has spent the login's state, retrying it cannot work: a failure
+/// from then on says to sign in again, where, and doing so works.
+#[tokio::test]
+async fn a_failure_after_the_state_is_spent_says_to_sign_in_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+    let callback = consent(&runner, &client, SELLER).await;
+    let faults = |mode: &str| {
+        client
+            .post(runner.url("/sandbox/mercadolivre/faults"))
+            .json(&serde_json::json!({ "mode": mode }))
+            .send()
+    };
+    // Mercado Livre's API (here /users/me, after the code was exchanged) answers 503.
+    assert!(faults("503").await.unwrap().status().is_success());
+    let response = callback.open(&client).await;
+    assert!(session_cookie(&response).is_none());
+    let body = problem(response, 503).await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("Sign in again at /auth/login"), "{detail}");
+    assert!(!detail.contains("retry"), "{detail}");
+
+    assert!(faults("none").await.unwrap().status().is_success());
+    problem(callback.open(&client).await, 400).await;
+    sign_in(&runner, &client, SELLER).await;
+}
+
+/// Which of two session cookies the browser meant cannot be known, and one of them may
+/// have been planted: neither is taken.
+#[tokio::test]
+async fn a_request_with_two_session_cookies_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(dir.path(), &[]);
+    let client = browser();
+    let token = sign_in(&runner, &client, SELLER).await;
+    let other = sign_in(&runner, &client, SELLER + 1).await;
+    for cookies in [
+        format!("{SESSION_COOKIE}={token}; {SESSION_COOKIE}={other}"),
+        format!("{SESSION_COOKIE}={token}; theme=dark; {SESSION_COOKIE}=planted"),
+    ] {
+        let response = client
+            .get(runner.url("/v1/me"))
+            .header("cookie", cookies)
+            .send()
+            .await
+            .unwrap();
+        let body = problem(response, 400).await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("more than once"),
+            "{body}"
+        );
+    }
+    assert_eq!(me(&runner, &client, &token).await.status(), 200);
 }

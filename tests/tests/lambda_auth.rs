@@ -164,6 +164,7 @@ async fn me_fails_secure_with_503_when_the_revocation_list_cannot_be_read() {
             jti: "j".into(),
             iat: now,
             exp: now + 600,
+            nbf: None,
         })
         .unwrap();
     let mut me = deployment.spawn("me").await;
@@ -409,6 +410,12 @@ async fn a_seller_signs_in_through_the_login_and_callback_binaries_and_logs_out(
     assert_eq!(started.status_code(), Some(302), "{}", login.output());
     let authorize = reqwest::Url::parse(&started.header("location").unwrap()).unwrap();
     assert!(authorize.as_str().starts_with(&base), "{authorize}");
+    let login_cookie = started
+        .header_values("set-cookie")
+        .into_iter()
+        .find(|value| value.starts_with(shared::auth::cookie::LOGIN_COOKIE))
+        .and_then(|value| value.split(';').next().map(str::to_owned))
+        .expect("the login cookie");
 
     // The seller clicks "allow"; the provider sends the browser back with code and state.
     let browser = sellerhub_tests::sandbox_login::browser();
@@ -423,7 +430,7 @@ async fn a_seller_signs_in_through_the_login_and_callback_binaries_and_logs_out(
             "GET",
             "/auth/callback",
             "/auth/callback",
-            &[],
+            &[("Cookie", login_cookie.as_str())],
             &[("code", code.as_str()), ("state", state.as_str())],
             None,
         )
@@ -436,10 +443,21 @@ async fn a_seller_signs_in_through_the_login_and_callback_binaries_and_logs_out(
         .unwrap();
     assert_eq!(signed_in.status_code(), Some(303), "{}", callback.output());
     assert_eq!(signed_in.header("location").as_deref(), Some("/prod/v1/me"));
-    let set_cookie = signed_in.header("set-cookie").expect("a session cookie");
+    let set_cookies = signed_in.header_values("set-cookie");
+    let set_cookie = set_cookies
+        .iter()
+        .find(|value| value.starts_with(shared::auth::cookie::SESSION_COOKIE))
+        .expect("a session cookie");
     for attribute in ["HttpOnly", "Secure", "SameSite=Lax"] {
         assert!(set_cookie.contains(attribute), "{set_cookie}");
     }
+    assert!(
+        set_cookies.iter().any(
+            |value| value.starts_with(shared::auth::cookie::LOGIN_COOKIE)
+                && value.contains("Max-Age=0")
+        ),
+        "the login cookie is cleared: {set_cookies:?}"
+    );
     let token = set_cookie
         .strip_prefix(&format!("{}=", shared::auth::cookie::SESSION_COOKIE))
         .and_then(|rest| rest.split(';').next())

@@ -109,3 +109,42 @@ async fn data_survives_a_restart_and_sigterm_stops_it_cleanly() {
             .unwrap();
     assert_eq!(queue.stats().await.unwrap().delayed, 2);
 }
+
+/// A second runner on a data dir another one holds stops on the database's lock before
+/// it could write secrets of its own over the first one's.
+#[tokio::test]
+async fn a_runner_that_cannot_take_the_data_dir_writes_nothing_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = EmbeddedDb::open(dir.path()).unwrap();
+
+    let (status, output) = LocalRunner::run_to_exit(dir.path(), &[]);
+
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("sellerhub.redb"), "{output}");
+    assert!(
+        !dir.path().join("local-secrets.json").exists(),
+        "the secrets the first runner will write were not written first"
+    );
+    drop(held);
+}
+
+/// The data dir holds login states, PKCE verifiers and the runner's keys.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_dir_and_its_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join(".data");
+    let runner = LocalRunner::start(&dir, &[]);
+    let mode = |name: &str| {
+        std::fs::metadata(dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o700);
+    assert_eq!(mode("sellerhub.redb"), 0o600);
+    assert_eq!(mode("local-secrets.json"), 0o600);
+    drop(runner);
+}

@@ -19,8 +19,8 @@ use crate::store::{
 const PROVIDER: &str = "mercadolivre";
 const EXPIRY_INDEX: &str = "GRANTS#mercadolivre";
 
-/// Attempts at replacing a grant on login against a concurrent refresh.
-const CONNECT_ATTEMPTS: u32 = 5;
+/// Attempts at replacing a grant on login against concurrent refreshes and leases.
+const CONNECT_ATTEMPTS: u32 = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -135,12 +135,14 @@ impl Grants {
     }
 
     /// Stores the grant a login just obtained, replacing the tenant's earlier one
-    /// (whatever its status or lease: the new tokens supersede it).
+    /// (whatever its status or lease: the new tokens supersede it). If a concurrent
+    /// writer (another login of the seller, a refresh) stores a healthy grant first, that
+    /// one is as fresh as ours and is kept: the seller is connected either way.
     pub async fn connect(&self, info: GrantInfo, tokens: &GrantTokens) -> Result<(), GrantError> {
+        let mut current = self.store.get(&key(&info.tenant)).await?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = self.store.get(&key(&info.tenant)).await?;
             let (version, condition) = match &current {
                 Some(item) => (item.version + 1, Condition::VersionIs(item.version)),
                 None => (1, Condition::Absent),
@@ -150,11 +152,29 @@ impl Grants {
                 lease_until: None,
                 ..info.clone()
             };
-            match self.write(&info, tokens, condition).await {
-                Err(GrantError::Store(StoreError::ConditionFailed { .. }))
-                    if attempt < CONNECT_ATTEMPTS => {}
+            let winner = match self.write(&info, tokens, condition).await {
+                Err(GrantError::Store(StoreError::ConditionFailed { current })) => current,
                 result => return result,
+            };
+            let healthy = winner
+                .as_deref()
+                .and_then(|item| info_of(&info.tenant, item.clone()).ok())
+                .is_some_and(|won| {
+                    won.seller_id == info.seller_id
+                        && won.status == GrantStatus::Ok
+                        && won.lease_until.is_none()
+                });
+            if healthy {
+                return Ok(());
             }
+            if attempt >= CONNECT_ATTEMPTS {
+                return Err(StoreError::ConditionFailed { current: winner }.into());
+            }
+            super::pause_after_conflict(attempt).await;
+            current = match winner {
+                Some(item) => Some(*item),
+                None => self.store.get(&key(&info.tenant)).await?,
+            };
         }
     }
 
@@ -364,6 +384,46 @@ pub(crate) mod tests {
         assert_eq!(first, ["sooner"]);
         let (second, _) = grants.due(9999, next, 5).await.unwrap();
         assert_eq!(second, ["soon", "late"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_logins_of_one_seller_all_connect() {
+        let (_dir, grants) = grants();
+        grants.connect(info("t1", 100), &tokens(0)).await.unwrap();
+        let logins = (1..=20).map(|n| {
+            let grants = grants.clone();
+            tokio::spawn(async move { grants.connect(info("t1", 9000), &tokens(n)).await })
+        });
+        for login in logins {
+            login.await.unwrap().unwrap();
+        }
+        let grant = grants.load("t1").await.unwrap().unwrap();
+        assert_eq!(grant.info.status, GrantStatus::Ok);
+        assert_ne!(grant.tokens.refresh_token.expose_secret(), "TG-refresh-0");
+    }
+
+    #[tokio::test]
+    async fn a_login_supersedes_a_refreshers_lease() {
+        let (_dir, grants) = grants();
+        grants.connect(info("t1", 100), &tokens(1)).await.unwrap();
+        let leased = grants.load("t1").await.unwrap().unwrap();
+        let lease = GrantInfo {
+            lease_until: Some(i64::MAX),
+            version: leased.info.version + 1,
+            ..leased.info.clone()
+        };
+        grants
+            .update_info(
+                &lease,
+                &leased.sealed,
+                Condition::VersionIs(leased.info.version),
+            )
+            .await
+            .unwrap();
+        grants.connect(info("t1", 9000), &tokens(2)).await.unwrap();
+        let grant = grants.load("t1").await.unwrap().unwrap();
+        assert_eq!(grant.info.lease_until, None);
+        assert_eq!(grant.tokens.refresh_token.expose_secret(), "TG-refresh-2");
     }
 
     #[tokio::test]

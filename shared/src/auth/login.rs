@@ -1,8 +1,12 @@
 //! A login in progress: the one-time `state` and the PKCE verifier, kept for ten
-//! minutes and taken exactly once by the callback.
+//! minutes and taken exactly once by the callback; and the browser binding that lets only
+//! the browser that started a login complete it (RFC 6749 §10.12: otherwise a callback
+//! URL an attacker got for their own account signs in whoever opens it).
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,6 +17,9 @@ use crate::store::{Condition, EpochSeconds, Item, Key, Store, StoreError, StoreR
 
 /// How long a login may take from GET /auth/login to the callback.
 pub const LOGIN_TTL_SECS: i64 = 600;
+
+/// [`LOGIN_TTL_SECS`], for the login cookie's lifetime.
+pub const LOGIN_TTL: Duration = Duration::from_secs(LOGIN_TTL_SECS as u64);
 
 /// 32 random bytes: 256 bits of state, and a 43-character verifier (RFC 7636 §4.1).
 const RANDOM_BYTES: usize = 32;
@@ -34,6 +41,11 @@ impl LoginRequest {
     /// The S256 code challenge: base64url(SHA-256(verifier)).
     pub fn challenge(&self) -> String {
         challenge(self.verifier.expose_secret())
+    }
+
+    /// What the browser starting this login keeps in its login cookie.
+    pub fn browser_binding(&self) -> String {
+        browser_binding(&self.state)
     }
 
     /// The provider's authorize URL for this login.
@@ -65,6 +77,29 @@ impl Default for LoginRequest {
 
 pub fn challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()))
+}
+
+/// base64url(SHA-256(state)): the login cookie's value. Only a browser that was sent the
+/// cookie has it, and a `__Host-` cookie cannot be planted by another site or subdomain.
+fn browser_binding(state: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest(&SHA256, state.as_bytes()))
+}
+
+/// Whether the login cookie a callback came with (`cookie`) belongs to the login `state`
+/// names. Compared in constant time.
+pub fn binds(state: &str, cookie: &str) -> bool {
+    verify_slices_are_equal(browser_binding(state).as_bytes(), cookie.as_bytes()).is_ok()
+}
+
+/// Whether `code` can be a Mercado Livre authorization code (`TG-` then letters, digits
+/// and dashes: `TG-<hex>-<user id>`). Anything else is refused without a call, so
+/// garbage spends none of the budget.
+pub fn looks_like_code(code: &str) -> bool {
+    code.strip_prefix("TG-").is_some_and(|rest| {
+        !rest.is_empty()
+            && code.len() <= 100
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    })
 }
 
 /// What the callback needs of the login it completes.
@@ -185,6 +220,44 @@ mod tests {
         assert_eq!(pairs["code_challenge"], request.challenge());
         assert_eq!(pairs["code_challenge_method"], "S256");
         assert!(!url.as_str().contains(request.verifier.expose_secret()));
+    }
+
+    #[test]
+    fn only_the_browser_that_started_a_login_holds_its_binding() {
+        let login = LoginRequest::new();
+        let other = LoginRequest::new();
+        let cookie = login.browser_binding();
+        assert_eq!(cookie.len(), 43);
+        assert!(!cookie.contains(&login.state));
+        assert!(binds(&login.state, &cookie));
+        assert!(!binds(&other.state, &cookie));
+        assert!(!binds(&login.state, &other.browser_binding()));
+        assert!(!binds(&login.state, ""));
+        assert!(!binds(&login.state, &login.state));
+    }
+
+    #[test]
+    fn only_code_shaped_codes_are_worth_a_call() {
+        for code in [
+            "TG-6744a1b2c3d4e5f60718293a-468424240",
+            "TG-0123456789abcdef0123456789abcdef-42",
+        ] {
+            assert!(looks_like_code(code), "{code}");
+        }
+        let long = format!("TG-{}", "a".repeat(98));
+        for code in [
+            "",
+            "TG-",
+            "garbage",
+            "tg-6744a1b2c3d4e5f60718293a-1",
+            "APP_USR-1-2-3",
+            "TG-abc def",
+            "TG-abc%00",
+            "TG-<script>",
+            long.as_str(),
+        ] {
+            assert!(!looks_like_code(code), "{code}");
+        }
     }
 
     #[tokio::test]

@@ -32,6 +32,15 @@ pub fn random_token(bytes: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer)
 }
 
+/// Waits before trying again a write that lost a race with concurrent ones (logins of
+/// one seller): a random pause whose range doubles with each attempt (10 ms, 20 ms, …,
+/// at most 640 ms), so the racers spread out instead of colliding again.
+pub(crate) async fn pause_after_conflict(attempt: u32) {
+    let ceiling = 10u64 << attempt.clamp(1, 7).saturating_sub(1);
+    let pause = fastrand::u64(1..=ceiling);
+    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+}
+
 /// The id of a Mercado Livre seller as a sellerhub user.
 pub fn user_id(seller_id: u64) -> String {
     format!("ml:{seller_id}")

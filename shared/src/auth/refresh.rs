@@ -2,7 +2,9 @@
 //! a refresh first takes a lease on the grant (a versioned write), spends the token, and
 //! writes the new pair under the lease's version: two refreshers, or a refresher and a
 //! worker refreshing on demand, never spend one token twice. A refused refresh token
-//! (`invalid_grant`) marks the grant "needs reconnect" and is never retried.
+//! (`invalid_grant`) marks the grant "needs reconnect" and is never retried. Every time
+//! is read from the clock when it is used: a lease runs from when it is taken, however
+//! long the run took to get there.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use serde_json::json;
 
 use super::grant_cipher::Sealed;
 use super::grants::{GrantError, GrantInfo, GrantStatus, GrantTokens, Grants};
+use crate::clock::{Clock, SystemClock};
 use crate::events::Events;
 use crate::store::{Condition, EpochSeconds, StoreError};
 use crate::telemetry::emf;
@@ -65,6 +68,7 @@ pub struct Refresher {
     /// Grants expiring within this window are due.
     window: Duration,
     lease: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 fn secs(duration: Duration) -> i64 {
@@ -87,7 +91,14 @@ impl Refresher {
             credentials,
             window,
             lease,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same refresher reading time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn grants(&self) -> &Grants {
@@ -99,30 +110,17 @@ impl Refresher {
     }
 
     /// Refreshes `tenant`'s grant if it expires within the window.
-    pub async fn refresh_if_due(
-        &self,
-        tenant: &str,
-        now: EpochSeconds,
-    ) -> Result<RefreshOutcome, RefreshError> {
-        self.refresh(tenant, now, false).await
+    pub async fn refresh_if_due(&self, tenant: &str) -> Result<RefreshOutcome, RefreshError> {
+        self.refresh(tenant, false).await
     }
 
     /// Refreshes `tenant`'s grant whatever its expiry: Mercado Livre refused its access
     /// token.
-    pub async fn refresh_now(
-        &self,
-        tenant: &str,
-        now: EpochSeconds,
-    ) -> Result<RefreshOutcome, RefreshError> {
-        self.refresh(tenant, now, true).await
+    pub async fn refresh_now(&self, tenant: &str) -> Result<RefreshOutcome, RefreshError> {
+        self.refresh(tenant, true).await
     }
 
-    async fn refresh(
-        &self,
-        tenant: &str,
-        now: EpochSeconds,
-        force: bool,
-    ) -> Result<RefreshOutcome, RefreshError> {
+    async fn refresh(&self, tenant: &str, force: bool) -> Result<RefreshOutcome, RefreshError> {
         let Some(grant) = self.grants.load(tenant).await? else {
             return Ok(RefreshOutcome::Missing);
         };
@@ -130,6 +128,7 @@ impl Refresher {
         if info.status == GrantStatus::NeedsReconnect {
             return Ok(RefreshOutcome::NeedsReconnect);
         }
+        let now = self.clock.now_secs();
         if !force && info.expires_at > now.saturating_add(secs(self.window)) {
             return Ok(RefreshOutcome::NotDue);
         }
@@ -162,12 +161,9 @@ impl Refresher {
             .await;
         let after_lease = Condition::VersionIs(leased.version);
         match refreshed {
-            Ok(tokens) => {
-                self.store_refreshed(&leased, tokens, after_lease, now)
-                    .await
-            }
+            Ok(tokens) => self.store_refreshed(&leased, tokens, after_lease).await,
             Err(UpstreamError::InvalidGrant) => {
-                self.mark_needs_reconnect(&leased, &grant.sealed, after_lease, now)
+                self.mark_needs_reconnect(&leased, &grant.sealed, after_lease)
                     .await?;
                 Ok(RefreshOutcome::NeedsReconnect)
             }
@@ -196,9 +192,12 @@ impl Refresher {
         leased: &GrantInfo,
         tokens: TokenSet,
         after_lease: Condition,
-        now: EpochSeconds,
     ) -> Result<RefreshOutcome, RefreshError> {
-        let expires_at = now.saturating_add(secs(tokens.expires_in));
+        // The new access token lives from when Mercado Livre issued it: just now.
+        let expires_at = self
+            .clock
+            .now_secs()
+            .saturating_add(secs(tokens.expires_in));
         let info = GrantInfo {
             scopes: tokens.scopes.clone(),
             expires_at,
@@ -231,7 +230,6 @@ impl Refresher {
         leased: &GrantInfo,
         sealed: &Sealed,
         after_lease: Condition,
-        now: EpochSeconds,
     ) -> Result<(), RefreshError> {
         let info = GrantInfo {
             status: GrantStatus::NeedsReconnect,
@@ -251,7 +249,7 @@ impl Refresher {
                 &info.tenant,
                 "grant.needs_reconnect",
                 json!({ "provider": "mercadolivre", "seller_id": info.seller_id }),
-                now,
+                self.clock.now_secs(),
             )
             .await?;
         Ok(())

@@ -1,5 +1,7 @@
 //! The session token: an HS256 JWT whose claims name the session, the user and the
-//! tenant. Verifying it needs no storage; only the revocation check reads.
+//! tenant. Verifying it needs no storage; only the revocation check reads. Its times are
+//! checked against the caller's clock: valid from `iat` (and `nbf`, if a token ever has
+//! one) until just before `exp`.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
@@ -11,6 +13,10 @@ pub const SIGNING_KEY_SECRET: &str = "SESSION_SIGNING_KEY";
 
 /// HS256 keys shorter than the hash are weak (RFC 7518 §3.2).
 pub const MIN_KEY_BYTES: usize = 32;
+
+/// How far ahead of the verifier's clock a token's `iat` or `nbf` may be: the clocks of
+/// the instance that signed it and of the one verifying it differ by a little.
+pub const CLOCK_SKEW_SECS: i64 = 5;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -24,14 +30,27 @@ pub struct Claims {
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
+    /// Never set by us: read only so that a token carrying one is held to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
+/// Why a token was refused: said only to our logs, never to the client. The text names
+/// the reason and never holds the token (nor reads as `token: <value>`, which the log
+/// redaction would mask).
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    /// Bad signature, malformed, expired, wrong issuer or algorithm: the token says why
-    /// only to our logs, never to the client.
-    #[error("invalid session token: {0:?}")]
+    /// Bad signature, malformed, wrong issuer or algorithm.
+    #[error("session token refused ({0:?})")]
     Invalid(jsonwebtoken::errors::ErrorKind),
+    #[error("session token refused (expired)")]
+    Expired,
+    /// `iat` or `nbf` later than now: not signed by us as it claims, or not valid yet.
+    #[error("session token refused (not valid yet)")]
+    NotYetValid,
+    /// A header naming extensions that must be understood (`crit`): we understand none.
+    #[error("session token refused (critical header extension)")]
+    CriticalHeader,
 }
 
 pub struct SessionKeys {
@@ -61,6 +80,9 @@ impl SessionKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        // Times are checked by `verify` against the caller's clock, not the system's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.leeway = 0;
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
@@ -87,11 +109,23 @@ impl SessionKeys {
             .map_err(|error| TokenError::Invalid(error.into_kind()))
     }
 
-    /// The claims of a token we signed that has not expired.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|error| TokenError::Invalid(error.into_kind()))
+    /// The claims of a token we signed that is valid at `now` (seconds): issued no later
+    /// than now (give or take [`CLOCK_SKEW_SECS`]) and expiring after it.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|error| TokenError::Invalid(error.into_kind()))?;
+        if data.header.crit.is_some() {
+            return Err(TokenError::CriticalHeader);
+        }
+        let claims = data.claims;
+        let not_before = claims.nbf.map_or(claims.iat, |nbf| nbf.max(claims.iat));
+        if not_before > now.saturating_add(CLOCK_SKEW_SECS) {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
     }
 }
 
@@ -100,25 +134,40 @@ mod tests {
     use base64::Engine;
 
     use super::*;
-    use crate::clock::{Clock, SystemClock};
+    use crate::telemetry::redact::redact_text;
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
+    const NOW: i64 = 1_800_000_000;
 
     fn keys() -> SessionKeys {
         SessionKeys::new(&SecretString::from(KEY), "sellerhub").unwrap()
     }
 
     fn claims(exp_in: i64) -> Claims {
-        let now = SystemClock.now_secs();
         Claims {
             iss: "sellerhub".into(),
             sub: "ml:1".into(),
             tenant: "t1".into(),
             sid: "s1".into(),
             jti: "j1".into(),
-            iat: now,
-            exp: now + exp_in,
+            iat: NOW,
+            exp: NOW + exp_in,
+            nbf: None,
         }
+    }
+
+    const ENGINE: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    /// A token with `header` and `claims`, signed with `KEY` as ours are.
+    fn signed_raw(header: &serde_json::Value, claims: &serde_json::Value) -> String {
+        let signing_input = format!(
+            "{}.{}",
+            ENGINE.encode(serde_json::to_vec(header).unwrap()),
+            ENGINE.encode(serde_json::to_vec(claims).unwrap())
+        );
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, KEY.as_bytes());
+        let signature = aws_lc_rs::hmac::sign(&key, signing_input.as_bytes());
+        format!("{signing_input}.{}", ENGINE.encode(signature.as_ref()))
     }
 
     #[test]
@@ -126,39 +175,108 @@ mod tests {
         let keys = keys();
         let claims = claims(60);
         let token = keys.sign(&claims).unwrap();
-        assert_eq!(keys.verify(token.expose_secret()).unwrap(), claims);
+        assert_eq!(keys.verify(token.expose_secret(), NOW).unwrap(), claims);
+        // The raw signer above signs as `sign` does.
+        let raw = signed_raw(
+            &serde_json::json!({"typ": "JWT", "alg": "HS256"}),
+            &serde_json::to_value(&claims).unwrap(),
+        );
+        assert_eq!(keys.verify(&raw, NOW).unwrap(), claims);
     }
 
     #[test]
-    fn expired_tampered_foreign_and_unsigned_tokens_are_refused() {
+    fn a_token_is_valid_until_just_before_its_expiry_by_the_callers_clock() {
         let keys = keys();
-        let expired = keys.sign(&claims(-1)).unwrap();
-        assert!(keys.verify(expired.expose_secret()).is_err());
+        let token = keys.sign(&claims(60)).unwrap();
+        let token = token.expose_secret();
+        assert!(keys.verify(token, NOW + 59).is_ok());
+        assert!(matches!(
+            keys.verify(token, NOW + 60),
+            Err(TokenError::Expired)
+        ));
+        assert!(matches!(
+            keys.verify(token, NOW + 61),
+            Err(TokenError::Expired)
+        ));
+    }
 
+    #[test]
+    fn a_token_from_the_future_is_refused() {
+        let keys = keys();
+        let token = keys.sign(&claims(60)).unwrap();
+        let token = token.expose_secret();
+        // Issued a little ahead of this instance's clock: another instance's skew.
+        assert!(keys.verify(token, NOW - CLOCK_SKEW_SECS).is_ok());
+        assert!(matches!(
+            keys.verify(token, NOW - CLOCK_SKEW_SECS - 1),
+            Err(TokenError::NotYetValid)
+        ));
+
+        let mut not_before = serde_json::to_value(claims(600)).unwrap();
+        not_before["nbf"] = (NOW + 300).into();
+        let token = signed_raw(&serde_json::json!({"alg": "HS256"}), &not_before);
+        assert!(matches!(
+            keys.verify(&token, NOW),
+            Err(TokenError::NotYetValid)
+        ));
+        assert!(keys.verify(&token, NOW + 300).is_ok());
+    }
+
+    #[test]
+    fn a_token_with_critical_header_extensions_is_refused() {
+        let claims = serde_json::to_value(claims(60)).unwrap();
+        let token = signed_raw(
+            &serde_json::json!({"alg": "HS256", "crit": ["exp"]}),
+            &claims,
+        );
+        assert!(matches!(
+            keys().verify(&token, NOW),
+            Err(TokenError::CriticalHeader)
+        ));
+    }
+
+    #[test]
+    fn tampered_foreign_and_unsigned_tokens_are_refused() {
+        let keys = keys();
         let token = keys.sign(&claims(60)).unwrap();
         let token = token.expose_secret();
         let (head_and_body, signature) = token.rsplit_once('.').unwrap();
-        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let (head, body) = head_and_body.split_once('.').unwrap();
         let mut tampered: serde_json::Value =
-            serde_json::from_slice(&engine.decode(body).unwrap()).unwrap();
+            serde_json::from_slice(&ENGINE.decode(body).unwrap()).unwrap();
         tampered["tenant"] = "someone-else".into();
         let forged = format!(
             "{head}.{}.{signature}",
-            engine.encode(serde_json::to_vec(&tampered).unwrap())
+            ENGINE.encode(serde_json::to_vec(&tampered).unwrap())
         );
-        assert!(keys.verify(&forged).is_err());
+        assert!(keys.verify(&forged, NOW).is_err());
 
         let other = SessionKeys::new(&SecretString::from(KEY.repeat(2)), "sellerhub").unwrap();
-        assert!(other.verify(token).is_err(), "signed with another key");
+        assert!(other.verify(token, NOW).is_err(), "signed with another key");
         let other_issuer = SessionKeys::new(&SecretString::from(KEY), "elsewhere").unwrap();
-        assert!(other_issuer.verify(token).is_err(), "another issuer");
+        assert!(other_issuer.verify(token, NOW).is_err(), "another issuer");
 
         let none_alg = format!(
             "{}.{body}.",
-            engine.encode(br#"{"alg":"none","typ":"JWT"}"#)
+            ENGINE.encode(br#"{"alg":"none","typ":"JWT"}"#)
         );
-        assert!(keys.verify(&none_alg).is_err(), "alg none");
+        assert!(keys.verify(&none_alg, NOW).is_err(), "alg none");
+    }
+
+    #[test]
+    fn the_logged_reason_survives_the_redaction_and_the_token_does_not_appear() {
+        let keys = keys();
+        let token = keys.sign(&claims(60)).unwrap();
+        let expired = keys.verify(token.expose_secret(), NOW + 60).unwrap_err();
+        let forged = keys
+            .verify(&format!("{}x", token.expose_secret()), NOW)
+            .unwrap_err();
+        for (error, reason) in [(expired, "expired"), (forged, "InvalidSignature")] {
+            let logged = redact_text(&error.to_string()).into_owned();
+            assert!(logged.contains(reason), "{logged}");
+            assert!(!logged.contains("[REDACTED]"), "{logged}");
+            assert!(!logged.contains(token.expose_secret()), "{logged}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! has exactly one active session.
 //!
 //! A revocation is keyed on the token's issuer and id (not a hash of the token: a
-//! re-encoded token would hash differently) and expires with the token.
+//! re-encoded token would hash differently) and expires [`EXPIRY_MARGIN_SECS`] after the
+//! token, as does the registry's entry for a session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +23,21 @@ use crate::store::{
 };
 
 /// Attempts at starting a session against concurrent logins of the same user.
-const START_ATTEMPTS: u32 = 8;
+const START_ATTEMPTS: u32 = 12;
 
 /// Earlier sessions ended per start (each costs two operations of the transaction).
 const MAX_ENDED_PER_START: usize = 40;
+
+/// How long a revocation, and the registry's entry for a session, outlive the token.
+/// The token verifies until its `exp` by the verifying instance's clock; the store
+/// drops an item at its `expires_at` by another clock (DynamoDB's, or the reading
+/// instance's). Without a margin a revoked token would be good again in the gap.
+pub const EXPIRY_MARGIN_SECS: i64 = 300;
+
+/// When the records of a token expiring at `exp` may go.
+fn record_expiry(exp: i64) -> EpochSeconds {
+    exp.saturating_add(EXPIRY_MARGIN_SECS)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -95,6 +107,7 @@ impl Sessions {
             jti: super::random_token(16),
             iat: now,
             exp: now.saturating_add(ttl),
+            nbf: None,
         };
         let token = self.keys.sign(&claims)?;
         let mut attempt = 0;
@@ -108,8 +121,7 @@ impl Sessions {
                 Ok(()) => break,
                 Err(StoreError::TransactionCancelled { .. }) if attempt < START_ATTEMPTS => {
                     // Another login of this user won the head: end theirs on the next try.
-                    let pause = fastrand::u64(5..=20) * u64::from(attempt);
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    super::pause_after_conflict(attempt).await;
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -155,11 +167,12 @@ impl Sessions {
                 },
             },
             WriteOp::Put {
-                item: Item::new(session_key(user, &claims.sid), record).expiring_at(claims.exp),
+                item: Item::new(session_key(user, &claims.sid), record)
+                    .expiring_at(record_expiry(claims.exp)),
                 condition: Condition::Absent,
             },
         ];
-        for old in ended.iter().filter(|old| old.exp > now) {
+        for old in ended.iter().filter(|old| record_expiry(old.exp) > now) {
             ops.push(WriteOp::Delete {
                 key: session_key(user, &old.sid),
                 condition: Condition::Always,
@@ -175,7 +188,7 @@ impl Sessions {
                 revocation_key(self.keys.issuer(), jti),
                 json!({ "sid": sid, "user": user, "revoked_at": now }),
             )
-            .expiring_at(exp),
+            .expiring_at(record_expiry(exp)),
             condition: Condition::Always,
         }
     }
@@ -228,13 +241,21 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
-    use crate::clock::{Clock, SystemClock};
+    use crate::clock::{Clock, ManualClock, SystemClock};
     use crate::embedded_db::EmbeddedDb;
+    use crate::http::ApiError;
     use crate::store::embedded::EmbeddedStore;
 
     fn sessions() -> (tempfile::TempDir, Sessions) {
+        sessions_on(Arc::new(SystemClock))
+    }
+
+    /// Sessions on a store that decides expiry by `store_clock`.
+    fn sessions_on(store_clock: Arc<dyn Clock>) -> (tempfile::TempDir, Sessions) {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(EmbeddedDb::open(dir.path()).unwrap()).unwrap();
+        let store = EmbeddedStore::open(EmbeddedDb::open(dir.path()).unwrap())
+            .unwrap()
+            .with_clock(store_clock);
         let keys = SessionKeys::new(
             &SecretString::from("0123456789abcdef0123456789abcdef"),
             "sellerhub",
@@ -260,7 +281,7 @@ mod tests {
 
         let verified = sessions
             .keys()
-            .verify(second.token.expose_secret())
+            .verify(second.token.expose_secret(), now)
             .unwrap();
         assert_eq!(verified, second.claims);
     }
@@ -310,5 +331,79 @@ mod tests {
         // The next login still works after a logout.
         let next = sessions.start("ml:1", "t1", now).await.unwrap();
         assert!(!sessions.is_revoked(&next.claims).await.unwrap());
+    }
+
+    fn bearer(token: &SecretString) -> lambda_http::Request {
+        http::Request::builder()
+            .header("authorization", format!("Bearer {}", token.expose_secret()))
+            .body(lambda_http::Body::Empty)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_stays_revoked_to_its_last_second_whatever_the_stores_clock() {
+        const START_MS: i64 = 1_800_000_000_000;
+        // The store drops items by its own clock (DynamoDB's TTL, another instance's
+        // reads), here a minute ahead of the clock the token is verified by.
+        let verifier = Arc::new(ManualClock::at(START_MS));
+        let store_clock = Arc::new(ManualClock::at(START_MS + 60_000));
+        let (_dir, sessions) = sessions_on(store_clock.clone());
+        let authenticator =
+            super::super::Authenticator::new(sessions.clone()).with_clock(verifier.clone());
+        let now = verifier.now_secs();
+        let session = sessions.start("ml:1", "t1", now).await.unwrap();
+        let live = bearer(&session.token);
+        assert!(authenticator.authenticate(&live).await.is_ok());
+        sessions.end(&session.claims, now).await.unwrap();
+
+        // The token's last second by the verifier's clock: it still verifies, and is
+        // refused only because its revocation is still there.
+        let to_last_second = Duration::from_secs(3600 - 1);
+        verifier.advance(to_last_second);
+        store_clock.advance(to_last_second);
+        assert_eq!(verifier.now_secs(), session.claims.exp - 1);
+        assert!(
+            sessions
+                .keys()
+                .verify(session.token.expose_secret(), verifier.now_secs())
+                .is_ok()
+        );
+        assert!(sessions.is_revoked(&session.claims).await.unwrap());
+        assert!(matches!(
+            authenticator.authenticate(&live).await,
+            Err(ApiError::Unauthorized)
+        ));
+
+        // From its expiry on, the token itself is refused.
+        verifier.advance(Duration::from_secs(1));
+        assert!(
+            sessions
+                .keys()
+                .verify(session.token.expose_secret(), verifier.now_secs())
+                .is_err()
+        );
+        assert!(matches!(
+            authenticator.authenticate(&live).await,
+            Err(ApiError::Unauthorized)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_session_at_its_last_second_is_still_ended_by_the_next_login() {
+        const START_MS: i64 = 1_800_000_000_000;
+        let clock = Arc::new(ManualClock::at(START_MS));
+        let (_dir, sessions) = sessions_on(clock.clone());
+        let first = sessions
+            .start("ml:1", "t1", clock.now_secs())
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(3600));
+        // The registry still lists it, and the next login revokes it.
+        assert_eq!(sessions.active("ml:1").await.unwrap().len(), 1);
+        sessions
+            .start("ml:1", "t1", clock.now_secs())
+            .await
+            .unwrap();
+        assert!(sessions.is_revoked(&first.claims).await.unwrap());
     }
 }

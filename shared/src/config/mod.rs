@@ -349,6 +349,7 @@ mod tests {
             }
         );
         assert_eq!(settings.fallback_share, 0.1);
+        assert_eq!(settings.sign_in_share, 0.1);
         assert_eq!(settings.upstash_connect_timeout, Duration::from_millis(300));
         assert_eq!(settings.upstash_timeout, Duration::from_millis(1000));
         assert_eq!(settings.fallback_retry_after, Duration::from_millis(5000));
@@ -367,10 +368,12 @@ mod tests {
                 ("RATE_LIMIT_ML_ACCOUNT_BURST", "5"),
                 ("RATE_LIMIT_FALLBACK_SHARE", "0.25"),
                 ("RATE_LIMIT_ML_429_SCOPE", "account"),
+                ("RATE_LIMIT_ML_SIGNIN_SHARE", "0.25"),
             ],
         )
         .unwrap()
         .rate_limit;
+        assert_eq!(settings.sign_in_share, 0.25);
         assert_eq!(
             settings.upstash_url.map(String::from).as_deref(),
             Some("https://eu1-x.upstash.io/")
@@ -401,6 +404,11 @@ mod tests {
             ("RATE_LIMIT_FALLBACK_SHARE", "NaN"),
             ("RATE_LIMIT_FALLBACK_RETRY_MS", "0"),
             ("RATE_LIMIT_ML_429_SCOPE", "seller"),
+            ("RATE_LIMIT_ML_SIGNIN_SHARE", "0"),
+            ("RATE_LIMIT_ML_SIGNIN_SHARE", "0.5"),
+            ("RATE_LIMIT_ML_SIGNIN_SHARE", "-0.1"),
+            // 1% of the default burst of 100 is not even one sign-in's two calls.
+            ("RATE_LIMIT_ML_SIGNIN_SHARE", "0.01"),
         ] {
             let error = config(Profile::Local, &[(name, value)]).unwrap_err();
             assert!(

@@ -20,6 +20,9 @@ pub struct RateLimitSettings {
     pub mercadolivre_account: HourlyBudget,
     /// RATE_LIMIT_ML_429_SCOPE: what a 429 from Mercado Livre blocks.
     pub mercadolivre_throttle_scope: ThrottleScope,
+    /// RATE_LIMIT_ML_SIGNIN_SHARE: the part of the global budget (its hourly limit and its
+    /// burst) sign-ins may spend; the rest is kept for the work done for sellers.
+    pub sign_in_share: f64,
     /// The share of each budget one instance may use while Redis is unreachable.
     pub fallback_share: f64,
     /// While on the fallback, how long before asking Redis again.
@@ -59,16 +62,18 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(
             reason: format!("{fallback_share}: must be above 0 and at most 1"),
         });
     }
+    let mercadolivre_global = hourly(
+        vars,
+        ("RATE_LIMIT_ML_GLOBAL_PER_HOUR", 2000),
+        ("RATE_LIMIT_ML_GLOBAL_BURST", 100),
+    )?;
+    let sign_in_share = sign_in_share(vars, mercadolivre_global)?;
     Ok(RateLimitSettings {
         upstash_url: vars.optional_url("UPSTASH_REDIS_REST_URL")?,
         upstash_connect_timeout: vars.millis("UPSTASH_CONNECT_TIMEOUT_MS", 300)?,
         upstash_timeout: vars.millis("UPSTASH_TIMEOUT_MS", 1000)?,
         // Bursts: see README's configuration table (a burst lowers the sustained rate).
-        mercadolivre_global: hourly(
-            vars,
-            ("RATE_LIMIT_ML_GLOBAL_PER_HOUR", 2000),
-            ("RATE_LIMIT_ML_GLOBAL_BURST", 100),
-        )?,
+        mercadolivre_global,
         mercadolivre_account: hourly(
             vars,
             ("RATE_LIMIT_ML_ACCOUNT_PER_HOUR", 500),
@@ -82,9 +87,32 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(
             "account" => ThrottleScope::Account,
             _ => ThrottleScope::Application,
         },
+        sign_in_share,
         fallback_share,
         fallback_retry_after: vars.millis("RATE_LIMIT_FALLBACK_RETRY_MS", 5000)?,
     })
+}
+
+/// RATE_LIMIT_ML_SIGNIN_SHARE (default 0.1): above 0, below 0.5 (sign-ins never take
+/// the larger part), and enough of `global` for one back-to-back sign-in (two calls).
+fn sign_in_share<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    global: HourlyBudget,
+) -> Result<f64, ConfigError> {
+    const NAME: &str = "RATE_LIMIT_ML_SIGNIN_SHARE";
+    let share: f64 = vars.parsed(NAME, 0.1)?;
+    let invalid = |reason: String| ConfigError::Invalid { name: NAME, reason };
+    if !(share > 0.0 && share < 0.5) {
+        return Err(invalid(format!("{share}: must be above 0 and below 0.5")));
+    }
+    if f64::from(global.burst) * share < 2.0 {
+        return Err(invalid(format!(
+            "{share} of RATE_LIMIT_ML_GLOBAL_BURST ({}) is less than the two calls of one \
+             sign-in",
+            global.burst
+        )));
+    }
+    Ok(share)
 }
 
 fn hourly<F: Fn(&str) -> Option<String>>(

@@ -1,13 +1,16 @@
 //! GET /auth/login: the only way a login starts. Stores a one-time state and a PKCE
-//! verifier, then sends the browser to Mercado Livre's authorize page.
+//! verifier, binds the login to this browser with a cookie, then sends the browser to
+//! Mercado Livre's authorize page.
 
 use std::sync::Arc;
 
 use http::StatusCode;
+use http::header::SET_COOKIE;
 use lambda_http::{Body, Request, Response};
 
 use super::HttpHandler;
-use crate::auth::login::{LoginRequest, Logins};
+use crate::auth::cookie;
+use crate::auth::login::{LOGIN_TTL, LoginRequest, Logins};
 use crate::auth::return_to::ReturnToPolicy;
 use crate::clock::Clock;
 use crate::config::ConfigError;
@@ -57,6 +60,10 @@ impl HttpHandler for AuthLogin {
         let location = login.authorize_url(&self.auth_url, &self.client_id, &self.redirect_uri);
 
         let mut response = redirect(StatusCode::FOUND, location.as_str())?;
+        response.headers_mut().insert(
+            SET_COOKIE,
+            cookie::login_cookie(&login.browser_binding(), LOGIN_TTL),
+        );
         limit_headers.apply(response.headers_mut());
         Ok(response)
     }

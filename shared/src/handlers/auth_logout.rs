@@ -32,10 +32,14 @@ impl HttpHandler for AuthLogout {
     }
 
     async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
-        let claims =
-            presented_token(&request).and_then(|token| self.sessions.keys().verify(&token).ok());
+        let now = self.clock.now_secs();
+        // Two session cookies: which one to end cannot be known; the cookie is cleared.
+        let claims = presented_token(&request)
+            .ok()
+            .flatten()
+            .and_then(|token| self.sessions.keys().verify(&token, now).ok());
         if let Some(claims) = claims {
-            self.sessions.end(&claims, self.clock.now_secs()).await?;
+            self.sessions.end(&claims, now).await?;
         }
         Response::builder()
             .status(StatusCode::NO_CONTENT)

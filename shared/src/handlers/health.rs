@@ -19,13 +19,16 @@ use crate::http::{ApiError, json, resource_path, rfc3339};
 use crate::queue::{Queue, QueueStats};
 use crate::ratelimit::upstash::UpstashError;
 use crate::services::{Services, SharedLimiter};
-use crate::store::{Key, Store};
+use crate::store::{Condition, Item, Key, Store};
 use crate::webhooks::parking::Parking;
 
 const ADMIN_QUEUES: &str = "/v1/admin/queues";
 
 /// A check slower than this fails.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the store's probe item lives: it is rewritten by every check.
+const PROBE_TTL_SECS: i64 = 300;
 
 /// From best to worst: a report is as bad as its worst check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -178,10 +181,18 @@ impl Health {
         }
     }
 
+    /// Writes a probe item and reads it back: a store that still answers reads but
+    /// cannot write (the embedded one on a full disk) is unhealthy.
     async fn check_store(&self) -> Check {
-        probe("store", self.store.get(&Key::new("health", "probe")))
-            .await
-            .0
+        let key = Key::new("health", "probe");
+        let now = self.clock.now_secs();
+        let write_then_read = async {
+            let item = Item::new(key.clone(), serde_json::json!({ "checked_at": now }))
+                .expiring_at(now.saturating_add(PROBE_TTL_SECS));
+            self.store.put(item, Condition::Always).await?;
+            self.store.get(&key).await
+        };
+        probe("store", write_then_read).await.0
     }
 
     /// Runs the limiter's script (PING would pass with a read-only token or an exhausted
@@ -359,6 +370,38 @@ mod tests {
         assert_eq!(body["checks"]["store"]["reason"], "unreachable");
         assert_eq!(body["checks"]["queue"]["status"], "ok");
         assert!(!body.to_string().contains("10.1.2.3"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_write_is_unhealthy_until_the_disk_has_room_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let db = crate::embedded_db::full_disk::open(dir.path(), &full);
+        let store = Arc::new(EmbeddedStore::open(db.clone()).unwrap());
+        let queue = Arc::new(EmbeddedQueue::open_with_dead_letters(db, "q", "q-dlq", 5).unwrap());
+        let health = Health::new(
+            Arc::new(crate::clock::SystemClock),
+            store,
+            queue,
+            None,
+            HealthSettings {
+                cache_for: Duration::ZERO,
+                max_waiting: 1000,
+                max_dead_letters: 100,
+            },
+            "1.2.3",
+        );
+        assert_eq!(get(&health).await.0, StatusCode::OK);
+
+        full.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (status, body) = get(&health).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["checks"]["store"]["status"], "unhealthy");
+
+        full.store(false, std::sync::atomic::Ordering::SeqCst);
+        let (status, body) = get(&health).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["checks"]["store"]["status"], "ok");
     }
 
     #[tokio::test]

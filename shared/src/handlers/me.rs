@@ -187,7 +187,11 @@ mod tests {
 
         let cookie = request(Some((
             "cookie",
-            format!("a=b; sellerhub_session={}", session.token.expose_secret()),
+            format!(
+                "a=b; {}={}",
+                crate::auth::cookie::SESSION_COOKIE,
+                session.token.expose_secret()
+            ),
         )));
         assert_eq!(f.me.handle(cookie).await.unwrap().status(), StatusCode::OK);
     }

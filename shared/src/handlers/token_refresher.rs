@@ -74,7 +74,7 @@ impl ScheduledHandler for TokenRefresher {
             for tenant in tenants {
                 let refresher = self.refresher.clone();
                 refreshes.spawn(async move {
-                    let outcome = refresher.refresh_if_due(&tenant, now).await;
+                    let outcome = refresher.refresh_if_due(&tenant).await;
                     (tenant, outcome)
                 });
             }

@@ -51,6 +51,14 @@ pub enum ApiError {
     /// A bug or an unexpected state. The text is logged, never returned.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A failure whose `detail` tells the caller what to do instead of retrying (public
+    /// text: "sign in again"); the `cause` is logged, never returned.
+    #[error("{status}: {cause}")]
+    Failed {
+        status: StatusCode,
+        detail: String,
+        cause: String,
+    },
 }
 
 /// An RFC 9457 problem details object.
@@ -124,6 +132,7 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Failed { status, .. } => *status,
         }
     }
 
@@ -161,6 +170,10 @@ impl ApiError {
                 Some("An upstream provider answered unexpectedly; retry shortly.".to_owned()),
             ),
             ApiError::Internal(_) => ("Internal server error", None),
+            ApiError::Failed { status, detail, .. } => (
+                status.canonical_reason().unwrap_or("Error"),
+                Some(detail.clone()),
+            ),
         };
         let mut problem = Problem::new(status, title, detail);
         if let ApiError::TooManyRequests {
@@ -184,6 +197,9 @@ impl ApiError {
                 tracing::warn!(error = %self, "request failed: upstream answer unusable")
             }
             ApiError::Internal(_) => tracing::error!(error = %self, "request failed"),
+            ApiError::Failed { status, .. } if status.is_server_error() => {
+                tracing::warn!(error = %self, "request failed")
+            }
             _ => {}
         }
     }
@@ -247,6 +263,22 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn a_failure_with_advice_shows_the_advice_and_never_the_cause() {
+        let response = ApiError::Failed {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            detail: "Sign in again at /auth/login.".into(),
+            cause: "store: connection refused to 10.0.0.1".into(),
+        }
+        .problem()
+        .into_response("r");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = body(&response);
+        assert_eq!(body["title"], "Service Unavailable");
+        assert_eq!(body["detail"], "Sign in again at /auth/login.");
+        assert!(!body.to_string().contains("10.0.0.1"), "{body}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! against brute force, so they fail secure. (A limiter with a fallback answers from it
 //! and never gets here.)
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
@@ -23,11 +24,12 @@ pub struct EndpointLimit {
 }
 
 impl EndpointLimit {
-    /// `GET`/`POST /auth/login`: 20 a minute per client IP, 5 of them back to back.
+    /// `GET`/`POST /auth/login`: 20 a minute per client, 5 of them back to back. A client
+    /// is an IPv4 address or an IPv6 /64 (one host usually holds a whole /64).
     pub fn login(client_ip: &str) -> Self {
         Self {
             scope: "login",
-            key: format!("login:ip:{client_ip}"),
+            key: format!("login:ip:{}", client_network(client_ip)),
             rule: Rule::new(20, Duration::from_secs(60), 5),
         }
     }
@@ -39,6 +41,19 @@ impl EndpointLimit {
             key: format!("writes:tenant:{tenant}"),
             rule: Rule::new(100, Duration::from_secs(60), 25),
         }
+    }
+}
+
+/// What one client counts as: the IPv4 address, or the IPv6 address's /64 (an
+/// IPv4-mapped IPv6 address is its IPv4 address). Anything else is taken as it is.
+fn client_network(client_ip: &str) -> String {
+    match client_ip.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(IpAddr::V6(ip)) => {
+            let network = Ipv6Addr::from_bits(ip.to_bits() & !u128::from(u64::MAX));
+            format!("{network}/64")
+        }
+        Ok(IpAddr::V4(ip)) => ip.to_string(),
+        Err(_) => client_ip.to_owned(),
     }
 }
 
@@ -177,9 +192,45 @@ mod tests {
         let writes = EndpointLimit::writes("t-42");
         assert_eq!(writes.key, "writes:tenant:t-42");
         assert_eq!(
+            EndpointLimit::login("::ffff:203.0.113.9").key,
+            "login:ip:203.0.113.9"
+        );
+        assert_eq!(
             (writes.rule.limit, writes.rule.period),
             (100, Duration::from_secs(60))
         );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let key = |ip: &str| EndpointLimit::login(ip).key;
+        let same_host = [
+            "2001:db8:1:2::1",
+            "2001:db8:1:2:ffff:ffff:ffff:ffff",
+            "2001:0db8:0001:0002:1234:5678:9abc:def0",
+        ];
+        for ip in same_host {
+            assert_eq!(key(ip), "login:ip:2001:db8:1:2::/64", "{ip}");
+        }
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+    }
+
+    #[tokio::test]
+    async fn a_clients_64_shares_one_login_limit() {
+        let limiter = crate::ratelimit::memory::MemoryLimiter::new();
+        // Five back to back from one address of the /64, then any other is refused.
+        for _ in 0..5 {
+            enforce(&limiter, &EndpointLimit::login("2001:db8::1"), 0)
+                .await
+                .unwrap();
+        }
+        let error = enforce(&limiter, &EndpointLimit::login("2001:db8::2:1"), 0)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), StatusCode::TOO_MANY_REQUESTS);
+        enforce(&limiter, &EndpointLimit::login("2001:db8:0:1::1"), 0)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

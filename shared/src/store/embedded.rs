@@ -3,6 +3,7 @@
 //! (gsi1pk, gsi1sk, pk, sk), kept in step with the items in the same transaction.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
@@ -19,6 +20,8 @@ const GSI1: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: EmbeddedDb,
+    /// Decides which items have expired.
+    clock: Arc<dyn Clock>,
 }
 
 impl EmbeddedStore {
@@ -29,7 +32,16 @@ impl EmbeddedStore {
             txn.open_table(GSI1)?;
             Ok(())
         })?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// The same store deciding expiry by `clock` (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -194,8 +206,9 @@ impl EmbeddedStore {
         &self,
         mut write: impl FnMut(&WriteTransaction, i64) -> Outcome<T> + Send + 'static,
     ) -> StoreResult<T> {
+        let clock = Arc::clone(&self.clock);
         self.db
-            .write(move |txn| write(txn, SystemClock.now_secs()))
+            .write(move |txn| write(txn, clock.now_secs()))
             .await?
     }
 
@@ -311,11 +324,12 @@ impl Store for EmbeddedStore {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
         validate_key(key)?;
         let key = key.clone();
+        let now = self.clock.now_secs();
         Ok(self
             .db
             .read(move |txn| {
                 let items = txn.open_table(ITEMS)?;
-                live_item(&items, &key, SystemClock.now_secs())
+                live_item(&items, &key, now)
             })
             .await?)
     }
@@ -350,14 +364,12 @@ impl Store for EmbeddedStore {
 
     async fn query(&self, query: Query) -> StoreResult<Page> {
         validate_query(&query)?;
+        let now = self.clock.now_secs();
         Ok(self
             .db
-            .read(move |txn| {
-                let now = SystemClock.now_secs();
-                match query.index {
-                    Index::Primary => Self::primary_page(&txn.open_table(ITEMS)?, &query, now),
-                    Index::Gsi1 => Self::gsi1_page(txn, &query, now),
-                }
+            .read(move |txn| match query.index {
+                Index::Primary => Self::primary_page(&txn.open_table(ITEMS)?, &query, now),
+                Index::Gsi1 => Self::gsi1_page(txn, &query, now),
             })
             .await?)
     }

@@ -1,8 +1,8 @@
 //! The call pipeline every Mercado Livre request goes through, one attempt at a time:
 //! circuit breaker → limiter (global + per-account, atomically; global only before the
-//! account is known) → HTTP with a timeout → classification; transient failures are
-//! retried with backoff. Each attempt consumes limiter budget, as each one counts against
-//! Mercado Livre's limits.
+//! account is known; a sign-in's calls also spend the sign-in share) → HTTP with a
+//! timeout → classification; transient failures are retried with backoff. Each attempt
+//! consumes limiter budget, as each one counts against Mercado Livre's limits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,9 @@ pub const DEPENDENCY: &str = "mercadolivre";
 /// The limiter key of the application-wide budget.
 pub const GLOBAL_KEY: &str = "ml:global";
 
+/// The limiter key of the sign-in share of the application-wide budget.
+pub const SIGN_IN_KEY: &str = "ml:signin";
+
 /// The limiter key of one seller account's budget.
 pub fn account_key(seller_id: u64) -> String {
     format!("ml:account:{seller_id}")
@@ -43,6 +46,9 @@ const MIN_THROTTLE: Duration = Duration::from_secs(1);
 pub struct UpstreamLimits {
     pub global: Rule,
     pub per_account: Rule,
+    /// The part of `global` sign-ins may spend (checked together with it), so that no
+    /// amount of anonymous callbacks can take what the workers need.
+    pub sign_in: Rule,
     pub throttle_scope: ThrottleScope,
 }
 
@@ -51,6 +57,7 @@ impl From<&RateLimitSettings> for UpstreamLimits {
         Self {
             global: rule(settings.mercadolivre_global),
             per_account: rule(settings.mercadolivre_account),
+            sign_in: share_of(settings.mercadolivre_global, settings.sign_in_share),
             throttle_scope: settings.mercadolivre_throttle_scope,
         }
     }
@@ -58,6 +65,23 @@ impl From<&RateLimitSettings> for UpstreamLimits {
 
 fn rule(budget: HourlyBudget) -> Rule {
     Rule::new(budget.limit, HourlyBudget::PERIOD, budget.burst)
+}
+
+/// `share` (0 to 1) of `budget`: of its hourly limit and of its burst alike, so the part
+/// sustains at most `share` of the budget's rate and takes at most `share` of its burst.
+fn share_of(budget: HourlyBudget, share: f64) -> Rule {
+    let part = |whole: u32| (f64::from(whole) * share).floor() as u32;
+    Rule::new(part(budget.limit), HourlyBudget::PERIOD, part(budget.burst))
+}
+
+/// Which part of the application's budget a call spends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Budget {
+    /// Work for a signed-in seller: workers, the refresher, the reconciler.
+    Work,
+    /// Signing a seller in: anonymous callers can start it, so it spends the sign-in
+    /// share as well as the global budget.
+    SignIn,
 }
 
 impl UpstreamLimits {
@@ -81,12 +105,23 @@ impl UpstreamLimits {
         }
     }
 
-    /// What a call for `seller_id` (or for no account yet) is checked against.
-    fn checks_for(&self, seller_id: Option<u64>) -> Vec<Check> {
-        match seller_id {
-            Some(seller_id) => self.checks(seller_id).into(),
-            None => vec![self.global_check()],
+    /// What a call spending `budget` for `seller_id` (or for no account yet) is checked
+    /// against, in one check.
+    fn checks_for(&self, budget: Budget, seller_id: Option<u64>) -> Vec<Check> {
+        let mut checks = vec![self.global_check()];
+        if budget == Budget::SignIn {
+            checks.push(Check {
+                key: SIGN_IN_KEY.to_owned(),
+                rule: self.sign_in,
+            });
         }
+        if let Some(seller_id) = seller_id {
+            checks.push(Check {
+                key: account_key(seller_id),
+                rule: self.per_account,
+            });
+        }
+        checks
     }
 
     /// The limiter keys a 429 on a call for `seller_id` (or for no account yet) blocks.
@@ -139,6 +174,7 @@ pub(super) struct Call<'a> {
     /// The seller account the call is made for: its budget is checked along with the
     /// global one, and a 429 blocks it. `None` only before the account is known.
     pub seller_id: Option<u64>,
+    pub budget: Budget,
     pub body: Body<'a>,
 }
 
@@ -327,6 +363,7 @@ impl MercadoLivre {
             url,
             auth: Auth::Bearer(access_token),
             seller_id: Some(seller_id),
+            budget: Budget::Work,
             body: Body::Empty,
         }
     }
@@ -439,15 +476,19 @@ impl MercadoLivre {
             }
         };
 
-        let checks = self.limits.checks_for(call.seller_id);
+        let checks = self.limits.checks_for(call.budget, call.seller_id);
         let verdict = self
             .limiter
             .check(&checks, self.clock.now_ms())
             .await
             .map_err(|error| Failure::last(UpstreamError::Limiter(error)))?;
         if !verdict.allowed {
+            let scope = match call.budget {
+                Budget::Work => DEPENDENCY,
+                Budget::SignIn => "mercadolivre-signin",
+            };
             emf::emit(
-                &[("Scope", DEPENDENCY)],
+                &[("Scope", scope)],
                 &[emf::Metric::count("RateLimited", 1.0)],
             );
             return Err(Failure::last(UpstreamError::RateLimited {
@@ -562,9 +603,16 @@ impl MercadoLivre {
             return Ok(reply.body);
         }
         let token_endpoint = matches!(call.auth, Auth::TokenEndpoint);
+        let error_code = status
+            .is_client_error()
+            .then(|| error_code(&reply.body))
+            .flatten();
         Err(Failure::last(match status {
-            _ if token_endpoint && status.is_client_error() && is_invalid_grant(&reply.body) => {
+            _ if token_endpoint && error_code.as_deref() == Some("invalid_grant") => {
                 UpstreamError::InvalidGrant
+            }
+            _ if error_code.as_deref() == Some("invalid_operator_user_id") => {
+                UpstreamError::OperatorUser
             }
             // Only a bearer token can be "the access token refused".
             StatusCode::UNAUTHORIZED if !token_endpoint => UpstreamError::Unauthorized,
@@ -610,17 +658,18 @@ fn describe(error: &reqwest::Error) -> String {
     redact::redact_text(&text).into_owned()
 }
 
-/// A Mercado Livre error body: `{"message", "error", "status", "cause"}`.
+/// A Mercado Livre error body: `{"message", "error", "status", "cause"}`; the token
+/// endpoint may say `error_description` (RFC 6749 §5.2) instead of `message`.
 #[derive(serde::Deserialize)]
 struct ErrorBody {
     message: Option<String>,
+    error_description: Option<String>,
     error: Option<String>,
 }
 
-/// Whether a token endpoint refusal says the grant (code or refresh token) is dead.
-fn is_invalid_grant(body: &[u8]) -> bool {
-    serde_json::from_slice::<ErrorBody>(body)
-        .is_ok_and(|body| body.error.as_deref() == Some("invalid_grant"))
+/// The `error` code of an error body (`invalid_grant`, `invalid_operator_user_id`…).
+fn error_code(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<ErrorBody>(body).ok()?.error
 }
 
 /// The readable part of a Mercado Livre error body, short and redacted, with each of
@@ -628,17 +677,15 @@ fn is_invalid_grant(body: &[u8]) -> bool {
 fn error_message(body: &[u8], secrets: &[&str]) -> String {
     let mut text = match serde_json::from_slice::<ErrorBody>(body) {
         Ok(ErrorBody {
-            message: Some(message),
-            error: Some(error),
-        }) => format!("{error}: {message}"),
-        Ok(ErrorBody {
-            message: Some(text),
-            ..
-        })
-        | Ok(ErrorBody {
-            error: Some(text), ..
-        }) => text,
-        _ => format!("a {}-byte body that is not an error object", body.len()),
+            error,
+            message,
+            error_description,
+        }) => match (error, message.or(error_description)) {
+            (Some(error), Some(message)) => format!("{error}: {message}"),
+            (Some(text), None) | (None, Some(text)) => text,
+            (None, None) => format!("a {}-byte body that is not an error object", body.len()),
+        },
+        Err(_) => format!("a {}-byte body that is not an error object", body.len()),
     };
     for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
         if text.contains(secret) {

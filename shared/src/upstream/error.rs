@@ -38,6 +38,14 @@ pub enum UpstreamError {
     /// help: the seller needs to reconnect (log in with Mercado Livre again).
     #[error("Mercado Livre refused the grant (invalid_grant): the seller needs to reconnect")]
     InvalidGrant,
+    /// A collaborator (operator) account authorized the application, or its token was
+    /// used (`invalid_operator_user_id`): only the account's owner (administrator) can.
+    #[error("Mercado Livre refused a collaborator account (invalid_operator_user_id)")]
+    OperatorUser,
+    /// The grant lacks a scope sellerhub needs: the application's settings on Mercado
+    /// Livre do not include it (a grant without `offline_access` has no refresh token).
+    #[error("Mercado Livre granted no {0} scope: the application's settings must include it")]
+    MissingScope(&'static str),
     #[error("not found on Mercado Livre")]
     NotFound,
     #[error("Mercado Livre rejected the request with status {status}: {message}")]
@@ -80,6 +88,8 @@ impl UpstreamError {
             | UpstreamError::Limiter(_) => Disposition::Retry,
             UpstreamError::Unauthorized => Disposition::Reauthorize,
             UpstreamError::InvalidGrant
+            | UpstreamError::OperatorUser
+            | UpstreamError::MissingScope(_)
             | UpstreamError::NotFound
             | UpstreamError::Rejected { .. }
             | UpstreamError::Malformed(_)
@@ -129,6 +139,11 @@ mod tests {
             ),
             (UpstreamError::Unauthorized, Disposition::Reauthorize),
             (UpstreamError::InvalidGrant, Disposition::GiveUp),
+            (UpstreamError::OperatorUser, Disposition::GiveUp),
+            (
+                UpstreamError::MissingScope("offline_access"),
+                Disposition::GiveUp,
+            ),
             (UpstreamError::NotFound, Disposition::GiveUp),
             (
                 UpstreamError::Rejected {

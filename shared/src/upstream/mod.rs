@@ -26,7 +26,7 @@ pub use client::{
 pub use error::{Disposition, UnavailableCause, UpstreamError};
 pub use messages::PostSaleMessage;
 pub use missed_feeds::{MissedFeed, MissedFeeds};
-pub use oauth::{ClientCredentials, SellerIdentity, TokenSet};
+pub use oauth::{ClientCredentials, OFFLINE_ACCESS, SellerIdentity, TokenSet};
 pub use orders::{Order, OrderBuyer, OrderItem};
 pub use questions::{Answer, Asker, PublishedAnswer, Question, QuestionStatus};
 pub use retry_after::{MAX_RETRY_AFTER, parse as parse_retry_after};

@@ -12,12 +12,15 @@ use http::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::client::{Auth, Body, Call, FormField, MercadoLivre};
+use super::client::{Auth, Body, Budget, Call, FormField, MercadoLivre};
 use super::error::UpstreamError;
 use crate::telemetry::redact::REDACTED;
 
 /// The token endpoint, under the API base.
 const TOKEN_PATH: &str = "/oauth/token";
+
+/// The scope that brings a refresh token: without it a grant dies with its access token.
+pub const OFFLINE_ACCESS: &str = "offline_access";
 
 /// The application's OAuth client credentials. Debug never shows the secret.
 #[derive(Clone)]
@@ -72,9 +75,9 @@ pub struct SellerIdentity {
 }
 
 impl MercadoLivre {
-    /// authorization_code grant with PKCE. Counted against the global budget only (the
-    /// account is not known yet). Not repeated once the request may have been sent: a
-    /// code is single-use.
+    /// authorization_code grant with PKCE, spending the sign-in share of the global
+    /// budget (the account is not known yet). Not repeated once the request may have
+    /// been sent: a code is single-use.
     pub async fn exchange_code(
         &self,
         credentials: &ClientCredentials,
@@ -91,7 +94,8 @@ impl MercadoLivre {
             FormField::plain("redirect_uri", redirect_uri),
             FormField::secret("code_verifier", code_verifier),
         ];
-        self.token_call(OPERATION, &fields, None).await
+        self.token_call(OPERATION, &fields, None, Budget::SignIn)
+            .await
     }
 
     /// refresh_token grant for `seller_id` (global + account budgets). Refresh tokens are
@@ -110,7 +114,9 @@ impl MercadoLivre {
             FormField::secret("client_secret", credentials.client_secret.expose_secret()),
             FormField::secret("refresh_token", refresh_token.expose_secret()),
         ];
-        let tokens = self.token_call(OPERATION, &fields, Some(seller_id)).await?;
+        let tokens = self
+            .token_call(OPERATION, &fields, Some(seller_id), Budget::Work)
+            .await?;
         if tokens.user_id != seller_id {
             return Err(UpstreamError::Malformed(format!(
                 "{OPERATION}: the refreshed grant is for user {}, not {seller_id}",
@@ -120,14 +126,19 @@ impl MercadoLivre {
         Ok(tokens)
     }
 
-    /// GET /users/me with the access token.
+    /// GET /users/me with the access token a sign-in just obtained: who signed in. It
+    /// spends the sign-in share as well as the account's budget.
     pub async fn users_me(
         &self,
         access_token: &SecretString,
         seller_id: u64,
     ) -> Result<SellerIdentity, UpstreamError> {
-        self.get("UsersMe", access_token, seller_id, "/users/me")
-            .await
+        let url = self.url("/users/me")?;
+        let call = Call {
+            budget: Budget::SignIn,
+            ..Self::get_call("UsersMe", access_token, seller_id, url)
+        };
+        self.call(&call).await
     }
 
     /// POST the form to the token endpoint and read the grant it answers.
@@ -136,6 +147,7 @@ impl MercadoLivre {
         operation: &'static str,
         fields: &[FormField<'_>],
         seller_id: Option<u64>,
+        budget: Budget,
     ) -> Result<TokenSet, UpstreamError> {
         let url = self.url(TOKEN_PATH)?;
         let body = self
@@ -145,6 +157,7 @@ impl MercadoLivre {
                 url,
                 auth: Auth::TokenEndpoint,
                 seller_id,
+                budget,
                 body: Body::Form(fields),
             })
             .await?;
@@ -178,10 +191,23 @@ fn parse_token_response(operation: &str, body: &[u8]) -> Result<TokenSet, Upstre
     })?;
     let present =
         |token: Option<SecretString>| token.filter(|token| !token.expose_secret().is_empty());
+    let scopes: Vec<String> = wire
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|scope| !scope.is_empty())
+        .map(str::to_owned)
+        .collect();
     let access_token = present(wire.access_token)
         .ok_or_else(|| malformed("the token response has no access_token"))?;
-    let refresh_token = present(wire.refresh_token)
-        .ok_or_else(|| malformed("the token response has no refresh_token"))?;
+    let Some(refresh_token) = present(wire.refresh_token) else {
+        // Mercado Livre issues refresh tokens only to applications with offline_access.
+        if !scopes.iter().any(|scope| scope == OFFLINE_ACCESS) {
+            return Err(UpstreamError::MissingScope(OFFLINE_ACCESS));
+        }
+        return Err(malformed("the token response has no refresh_token"));
+    };
     let user_id = wire
         .user_id
         .ok_or_else(|| malformed("the token response has no user_id"))?;
@@ -198,14 +224,7 @@ fn parse_token_response(operation: &str, body: &[u8]) -> Result<TokenSet, Upstre
         access_token,
         refresh_token,
         expires_in: Duration::from_secs(expires_in),
-        scopes: wire
-            .scope
-            .as_deref()
-            .unwrap_or_default()
-            .split(' ')
-            .filter(|scope| !scope.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        scopes,
         user_id,
     })
 }

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::client::{Auth, Body, Call, MercadoLivre};
+use super::client::{Auth, Body, Budget, Call, MercadoLivre};
 use super::error::UpstreamError;
 use super::wire;
 
@@ -160,6 +160,7 @@ impl MercadoLivre {
                 url,
                 auth: Auth::Bearer(access_token),
                 seller_id: Some(seller_id),
+                budget: Budget::Work,
                 body: Body::Json(serde_json::json!({ "question_id": question_id, "text": text })),
             })
             .await?;

@@ -198,6 +198,30 @@ impl Invocation {
         found.as_array()?.first()?.as_str().map(str::to_owned)
     }
 
+    /// Every value of a response header (case-insensitive): `multiValueHeaders`' when the
+    /// response has them, else the one of `headers`.
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        let Some(value) = self.http_response() else {
+            return Vec::new();
+        };
+        let find = |map: &Value| -> Option<Value> {
+            map.as_object()?
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.clone())
+        };
+        if let Some(values) = value.get("multiValueHeaders").and_then(find) {
+            return values
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+        }
+        self.header(name).into_iter().collect()
+    }
+
     /// The HTTP body: the proxy response's `body` (base64-decoded when `isBase64Encoded`)
     /// or the streamed body. `None` for an error outcome or a body that is absent.
     pub fn body_bytes(&self) -> Option<Vec<u8>> {

@@ -215,7 +215,7 @@ async fn users_me_sends_the_bearer_token_and_keeps_the_identity() {
 }
 
 #[tokio::test]
-async fn the_exchange_counts_against_the_global_budget_only_and_the_others_also_the_accounts() {
+async fn a_sign_in_spends_the_sign_in_share_and_a_refresh_the_accounts_budget() {
     let h = harness().await;
     h.api.always(Reply::json(200, TOKEN_RESPONSE));
     h.exchange().await.unwrap();
@@ -224,19 +224,82 @@ async fn the_exchange_counts_against_the_global_budget_only_and_the_others_also_
     h.client.users_me(&h.token, SELLER).await.unwrap();
 
     let global = || "ml:global".to_owned();
+    let sign_in = || "ml:signin".to_owned();
     let account = || "ml:account:468424240".to_owned();
     assert_eq!(
         checked_keys(&h),
         vec![
-            vec![global()],
+            vec![global(), sign_in()],
             vec![global(), account()],
-            vec![global(), account()]
-        ]
+            vec![global(), sign_in(), account()]
+        ],
+        "one check per call, each covering every limit it spends"
     );
     let (batch, now_ms) = h.limiter.checks.lock().unwrap()[0].clone();
     assert_eq!(batch[0].rule, limits().global);
+    assert_eq!(batch[1].rule, limits().sign_in);
     assert_eq!(now_ms, NOW_MS);
     assert_eq!(limits().global_check().key, GLOBAL_KEY);
+}
+
+#[test]
+fn the_sign_in_share_is_a_tenth_of_the_global_budget_and_its_burst() {
+    let limits = limits();
+    assert_eq!((limits.global.limit, limits.global.burst), (2000, 100));
+    assert_eq!((limits.sign_in.limit, limits.sign_in.burst), (200, 10));
+    assert_eq!(limits.sign_in.period, limits.global.period);
+}
+
+#[tokio::test]
+async fn no_number_of_sign_ins_takes_what_the_work_needs() {
+    // The real GCRA, not a recording: sign-ins that drain their share leave the global
+    // budget to the workers.
+    let (api, base) = mock::MockApi::start().await;
+    api.always(Reply::json(
+        400,
+        r#"{"error":"invalid_grant","status":400}"#,
+    ));
+    let limiter = Arc::new(crate::ratelimit::memory::MemoryLimiter::new());
+    let clock = Arc::new(ManualClock::at(NOW_MS));
+    let client = MercadoLivre::new(
+        crate::outbound::http_client(Duration::from_secs(1)).unwrap(),
+        &settings(&base),
+        limits(),
+        limiter.clone(),
+    )
+    .with_clock(clock.clone());
+
+    let mut spent = 0;
+    for _ in 0..1000 {
+        match client
+            .exchange_code(&credentials(), CODE, VERIFIER, REDIRECT_URI)
+            .await
+        {
+            Err(UpstreamError::InvalidGrant) => spent += 1,
+            Err(UpstreamError::RateLimited { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        spent,
+        limits().sign_in.burst,
+        "only the sign-in share's burst"
+    );
+    assert_eq!(api.requests().len(), spent as usize);
+
+    // All at the same instant: a worker's call for a seller is still admitted, and so
+    // are (for as many sellers) as many as the rest of the global burst.
+    let admitted = (0..u64::from(limits().global.burst))
+        .take_while(|seller| {
+            limiter
+                .check_now(&limits().checks(SELLER + seller), NOW_MS)
+                .allowed
+        })
+        .count();
+    assert!(
+        admitted as u32 >= limits().global.burst - limits().sign_in.burst,
+        "{admitted}"
+    );
 }
 
 #[tokio::test]
@@ -488,6 +551,60 @@ async fn token_responses_without_a_grant_are_malformed_and_never_quoted() {
     ));
     let tokens = h.exchange().await.unwrap();
     assert!(tokens.scopes.is_empty());
+}
+
+#[tokio::test]
+async fn a_grant_without_offline_access_names_the_missing_scope() {
+    let h = harness().await;
+    let mut response: serde_json::Value = serde_json::from_str(TOKEN_RESPONSE).unwrap();
+    response.as_object_mut().unwrap().remove("refresh_token");
+    response["scope"] = "read write".into();
+    h.api.always(Reply::json(200, &response.to_string()));
+
+    for error in [
+        oauth_failure(h.exchange().await),
+        oauth_failure(h.refresh().await),
+    ] {
+        assert!(
+            matches!(error, UpstreamError::MissingScope("offline_access")),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("offline_access"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_collaborator_account_is_refused_as_such() {
+    let h = harness().await;
+    h.api.always(Reply::json(
+        403,
+        r#"{"message":"invalid operator user id","error":"invalid_operator_user_id","status":403}"#,
+    ));
+
+    let exchanged = oauth_failure(h.exchange().await);
+    let identified = oauth_failure(h.client.users_me(&h.token, SELLER).await);
+
+    for error in [exchanged, identified] {
+        assert!(matches!(error, UpstreamError::OperatorUser), "{error:?}");
+        assert_eq!(error.disposition(), Disposition::GiveUp);
+    }
+}
+
+#[tokio::test]
+async fn an_error_description_is_kept_when_there_is_no_message() {
+    let h = harness().await;
+    h.api.always(Reply::json(
+        400,
+        r#"{"error":"invalid_scope","error_description":"the requested scope is not allowed"}"#,
+    ));
+
+    let error = oauth_failure(h.exchange().await);
+
+    let UpstreamError::Rejected { status, message } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(*status, 400);
+    assert_eq!(message, "invalid_scope: the requested scope is not allowed");
 }
 
 #[tokio::test]
