@@ -45,6 +45,8 @@ fn schemathesis(runner: &LocalRunner, token: &str, operations: &[&str]) {
         .args(["--generation-database", "none", "--no-color"])
         .arg("--report-dir")
         .arg(report.path())
+        // Its cache of failures goes to the working directory: a throwaway one.
+        .current_dir(report.path())
         .args(operations)
         .env("SCHEMATHESIS_HOOKS", "")
         .output()

@@ -226,10 +226,15 @@ fn refused(error: UpstreamError, question_id: u64) -> ApiError {
             ))
         }
         UpstreamError::Unauthorized | UpstreamError::InvalidGrant => reconnect(),
+        UpstreamError::OperatorUser => ApiError::Denied(
+            "Mercado Livre refused a collaborator account: sign in with the account's owner"
+                .into(),
+        ),
         UpstreamError::Unavailable { .. } | UpstreamError::Limiter(_) => {
             ApiError::Unavailable(error.to_string())
         }
         UpstreamError::Rejected { .. }
+        | UpstreamError::MissingScope(_)
         | UpstreamError::Malformed(_)
         | UpstreamError::InvalidPath(_) => ApiError::BadGateway(error.to_string()),
     }
