@@ -227,8 +227,7 @@ fn refused(error: UpstreamError, question_id: u64) -> ApiError {
         }
         UpstreamError::Unauthorized | UpstreamError::InvalidGrant => reconnect(),
         UpstreamError::OperatorUser => ApiError::Denied(
-            "Mercado Livre refused a collaborator account: sign in with the account's owner"
-                .into(),
+            "Mercado Livre refused a collaborator account: sign in with the account's owner".into(),
         ),
         UpstreamError::Unavailable { .. } | UpstreamError::Limiter(_) => {
             ApiError::Unavailable(error.to_string())

@@ -11,8 +11,8 @@
 
 pub mod conversations;
 pub mod keys;
-pub mod questions;
 pub mod notifications;
+pub mod questions;
 
 use std::time::Duration;
 
