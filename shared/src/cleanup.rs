@@ -36,7 +36,7 @@ use crate::auth::sessions::SessionRecord;
 use crate::auth::{Claims, Sessions};
 use crate::config::RetryPolicy;
 use crate::events::EVENT_TTL_SECS;
-use crate::store::{Condition, EpochSeconds, Item, Key, Store, StoreError, StoreResult};
+use crate::store::{Condition, EpochSeconds, Item, Key, ScanPage, Store, StoreError, StoreResult};
 
 /// How a user's session items are keyed (`crate::auth::sessions`): `USER#<user>`,
 /// `SESSION#<session id>`. A test holds these to what `Sessions::start` writes.
@@ -107,10 +107,10 @@ pub enum Steps {
     Purge,
 }
 
-/// A page could not be read even after its retries (logged as critical and counted):
-/// the walk stops where it was.
+/// A store call was given up on after its retries (logged as critical and counted in the
+/// report's `failures`).
 #[derive(Debug)]
-pub struct PageFailed;
+pub struct GaveUp;
 
 pub struct Sweep {
     store: Arc<dyn Store>,
@@ -138,75 +138,65 @@ impl Sweep {
 
     /// Sweeps the page of the walk right after `after` (the table's start when None) for
     /// `steps` at `now`, counting in `report`; returns where the walk goes on (None at
-    /// its end). A store call given up on ends the page early (see the module's doc):
-    /// the caller sees it in `report.failures`.
+    /// its end), or fails when the page could not be read. A store call given up on ends
+    /// the page early (see the module's doc): the caller sees it in `report.failures`.
     pub async fn page(
         &self,
         after: Option<Key>,
         steps: Steps,
         now: EpochSeconds,
         report: &mut Report,
-    ) -> Result<Option<Key>, PageFailed> {
+    ) -> Result<Option<Key>, GaveUp> {
         let limit = self.settings.page_items;
-        let page = match self
+        let page = self
             .retried("scan", || self.store.scan(after.clone(), limit))
             .await
-        {
-            Ok(page) => page,
-            Err(error) => {
-                self.gave_up("scan", after.as_ref(), &error, report);
-                return Err(PageFailed);
-            }
-        };
+            .map_err(|error| self.gave_up("scan", after.as_ref(), &error, report))?;
         report.pages += 1;
         report.items_seen += count(page.live.len() + page.expired.len());
+        // Ended early or not, the walk goes on after this page.
+        let _ended_early = self.sweep(&page, steps, now, report).await;
+        Ok(page.next)
+    }
 
+    async fn sweep(
+        &self,
+        page: &ScanPage,
+        steps: Steps,
+        now: EpochSeconds,
+        report: &mut Report,
+    ) -> Result<(), GaveUp> {
         if steps == Steps::All {
             let users: BTreeSet<&str> = page.live.iter().filter_map(session_user).collect();
             for user in users {
-                let ended = self
+                report.sessions_ended += self
                     .retried("sessions", || {
                         end_sessions(&self.sessions, user, Keep::Newest, now)
                     })
-                    .await;
-                match ended {
-                    Ok(ended) => report.sessions_ended += ended,
-                    Err(error) => {
-                        self.gave_up("sessions", None, &error, report);
-                        return Ok(page.next);
-                    }
-                }
+                    .await
+                    .map_err(|error| self.gave_up("sessions", None, &error, report))?;
             }
         }
         for key in &page.expired {
             // Absent holds for an expired item, not for a live one written there since.
-            let purged = self
+            match self
                 .retried("purge", || self.store.delete(key, Condition::Absent))
-                .await;
-            match purged {
+                .await
+            {
                 Ok(_) => report.expired_purged += 1,
                 Err(StoreError::ConditionFailed { .. }) => {}
-                Err(error) => {
-                    self.gave_up("purge", Some(key), &error, report);
-                    return Ok(page.next);
-                }
+                Err(error) => return Err(self.gave_up("purge", Some(key), &error, report)),
             }
         }
         for event in page.live.iter().filter(|item| past_retention(item, now)) {
-            let trimmed = self
-                .retried("events", || {
-                    self.store.delete(&event.key, Condition::Always)
-                })
-                .await;
-            match trimmed {
-                Ok(_) => report.events_trimmed += 1,
-                Err(error) => {
-                    self.gave_up("events", Some(&event.key), &error, report);
-                    return Ok(page.next);
-                }
-            }
+            self.retried("events", || {
+                self.store.delete(&event.key, Condition::Always)
+            })
+            .await
+            .map_err(|error| self.gave_up("events", Some(&event.key), &error, report))?;
+            report.events_trimmed += 1;
         }
-        Ok(page.next)
+        Ok(())
     }
 
     /// `call` until it succeeds, fails for good, or has made its attempts.
@@ -235,7 +225,7 @@ impl Sweep {
         key: Option<&Key>,
         error: &StoreError,
         report: &mut Report,
-    ) {
+    ) -> GaveUp {
         report.failures += 1;
         tracing::error!(
             severity = "critical",
@@ -246,6 +236,7 @@ impl Sweep {
             error = %error,
             "cleanup step failed after its retries"
         );
+        GaveUp
     }
 }
 

@@ -2,6 +2,7 @@
 //! no peek, so each is received (hidden while looked at) and made visible again after.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use shared::config::Config;
@@ -18,15 +19,20 @@ const LOOKING: Duration = Duration::from_secs(60);
 /// servers, and could answer "none" while messages wait.
 const WAIT: Duration = Duration::from_secs(1);
 
-/// The webhook queue, which must have a dead-letter queue.
+/// The configured webhook queue.
 pub(super) async fn webhook_queue(
     config: &Config,
-) -> Result<std::sync::Arc<dyn Queue>, Box<dyn std::error::Error>> {
-    let queue = crate::adapters::build(config).await?.webhook_queue;
-    if queue.dead_letters().is_none() {
-        return Err("the webhook queue has no dead-letter queue (set WEBHOOK_DLQ_URL)".into());
-    }
-    Ok(queue)
+) -> Result<Arc<dyn Queue>, Box<dyn std::error::Error>> {
+    Ok(crate::adapters::build(config).await?.webhook_queue)
+}
+
+/// The dead-letter queue of `queue`, which must have one.
+pub(super) fn dead_letter_queue(
+    queue: &dyn Queue,
+) -> Result<&dyn Queue, Box<dyn std::error::Error>> {
+    queue
+        .dead_letters()
+        .ok_or_else(|| "the webhook queue has no dead-letter queue (set WEBHOOK_DLQ_URL)".into())
 }
 
 /// Up to `limit` dead letters, each received once (hidden for [`LOOKING`]) and in the
@@ -66,8 +72,7 @@ pub(super) async fn release(dead: &dyn Queue, messages: &[ReceivedMessage]) -> Q
 
 /// `queues`: the webhook queue's depths and the verdict GET /health gives them.
 pub(super) async fn queues(config: &Config, out: &mut impl Write) -> OpsResult {
-    let queue = crate::adapters::build(config).await?.webhook_queue;
-    let stats = queue.stats().await?;
+    let stats = webhook_queue(config).await?.stats().await?;
     writeln!(
         out,
         "webhook queue: {} waiting, {} in flight, {} delayed",
@@ -98,9 +103,7 @@ pub(super) async fn queues(config: &Config, out: &mut impl Write) -> OpsResult {
 /// its payload: a provider's data) and the last error the worker recorded.
 pub(super) async fn list(config: &Config, limit: usize, out: &mut impl Write) -> OpsResult {
     let queue = webhook_queue(config).await?;
-    let Some(dead) = queue.dead_letters() else {
-        return Err("the webhook queue has no dead-letter queue".into());
-    };
+    let dead = dead_letter_queue(queue.as_ref())?;
     let total = dead.stats().await?.visible;
     let messages = receive(dead, limit).await?;
     let listed = write_list(&messages, total, out);

@@ -9,7 +9,7 @@ use shared::config::Config;
 use shared::queue::{MAX_BATCH, OutMessage, Queue, ReceivedMessage};
 
 use super::OpsResult;
-use super::dead_letters::{receive, release, webhook_queue};
+use super::dead_letters::{dead_letter_queue, receive, release, webhook_queue};
 
 /// `redrive`: every dead letter.
 pub(super) async fn all(config: &Config, out: &mut impl Write) -> OpsResult {
@@ -23,14 +23,8 @@ pub(super) async fn one(config: &Config, id: &str, out: &mut impl Write) -> OpsR
     move_one(queue.as_ref(), id, out).await
 }
 
-fn dead_letters(queue: &dyn Queue) -> Result<&dyn Queue, Box<dyn std::error::Error>> {
-    queue
-        .dead_letters()
-        .ok_or_else(|| "the webhook queue has no dead-letter queue".into())
-}
-
 async fn move_all(queue: &dyn Queue, out: &mut impl Write) -> OpsResult {
-    let dead = dead_letters(queue)?;
+    let dead = dead_letter_queue(queue)?;
     let total = dead.stats().await?.visible;
     writeln!(out, "redrive: {total} dead letters to move back")?;
     let mut moved = 0;
@@ -51,7 +45,7 @@ async fn move_all(queue: &dyn Queue, out: &mut impl Write) -> OpsResult {
 }
 
 async fn move_one(queue: &dyn Queue, id: &str, out: &mut impl Write) -> OpsResult {
-    let dead = dead_letters(queue)?;
+    let dead = dead_letter_queue(queue)?;
     let total = dead.stats().await?.visible;
     writeln!(out, "redrive: looking for {id} among {total} dead letters")?;
     let received = receive(dead, usize::MAX).await?;

@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 
 use super::ScheduledHandler;
-use crate::cleanup::{CleanupSettings, LastRun, Report, Steps, Sweep};
+use crate::cleanup::{CleanupSettings, CleanupState, GaveUp, LastRun, Report, Steps, Sweep};
 use crate::config::ConfigError;
 use crate::services::Services;
 use crate::store::EpochSeconds;
@@ -49,33 +49,8 @@ impl ScheduledHandler for Cleanup {
     async fn run(&self, now: EpochSeconds) -> Result<Report, Infallible> {
         let mut report = Report::default();
         let state = self.sweep.state();
-        match self.sweep.retried("position", || state.position()).await {
-            Ok(mut after) => {
-                for _ in 0..self.sweep.settings().pages_per_run {
-                    let Ok(next) = self.sweep.page(after, Steps::All, now, &mut report).await
-                    else {
-                        break;
-                    };
-                    let saved = self
-                        .sweep
-                        .retried("position", || state.save_position(next.as_ref()))
-                        .await;
-                    if let Err(error) = saved {
-                        self.sweep.gave_up("position", None, &error, &mut report);
-                        break;
-                    }
-                    if next.is_none() {
-                        report.walk_finished = true;
-                        break;
-                    }
-                    if report.failures > 0 {
-                        break;
-                    }
-                    after = next;
-                }
-            }
-            Err(error) => self.sweep.gave_up("position", None, &error, &mut report),
-        }
+        // Stopped early or not, the run is reported the same way.
+        let _stopped = self.walk(&state, now, &mut report).await;
 
         let run = LastRun {
             at: now,
@@ -98,6 +73,39 @@ impl ScheduledHandler for Cleanup {
     }
 }
 
+impl Cleanup {
+    /// Sweeps from the kept position, keeping it after each page, until the run's bound,
+    /// the table's end, or a page where a store call was given up on.
+    async fn walk(
+        &self,
+        state: &CleanupState,
+        now: EpochSeconds,
+        report: &mut Report,
+    ) -> Result<(), GaveUp> {
+        let sweep = &self.sweep;
+        let mut after = sweep
+            .retried("position", || state.position())
+            .await
+            .map_err(|error| sweep.gave_up("position", None, &error, report))?;
+        for _ in 0..sweep.settings().pages_per_run {
+            let next = sweep.page(after, Steps::All, now, report).await?;
+            sweep
+                .retried("position", || state.save_position(next.as_ref()))
+                .await
+                .map_err(|error| sweep.gave_up("position", None, &error, report))?;
+            if next.is_none() {
+                report.walk_finished = true;
+                break;
+            }
+            if report.failures > 0 {
+                break;
+            }
+            after = next;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::future::Future;
@@ -111,7 +119,6 @@ mod tests {
 
     use super::*;
     use crate::auth::{Claims, SessionKeys, Sessions};
-    use crate::cleanup::CleanupState;
     use crate::clock::{Clock, SystemClock};
     use crate::config::RetryPolicy;
     use crate::embedded_db::EmbeddedDb;
