@@ -13,6 +13,7 @@ use shared::handlers::auth_callback::AuthCallback;
 use shared::handlers::auth_login::AuthLogin;
 use shared::handlers::auth_logout::AuthLogout;
 use shared::handlers::channels::ChannelsHandler;
+use shared::handlers::cleanup::Cleanup;
 use shared::handlers::conversations::ConversationsHandler;
 use shared::handlers::health::Health;
 use shared::handlers::me::Me;
@@ -56,7 +57,11 @@ const HTTP: &[Build<Handler>] = &[
 ];
 
 /// Every scheduled worker's handler.
-const SCHEDULED: &[Build<Run>] = &[scheduled::<TokenRefresher>, scheduled::<Reconciler>];
+const SCHEDULED: &[Build<Run>] = &[
+    scheduled::<TokenRefresher>,
+    scheduled::<Reconciler>,
+    scheduled::<Cleanup>,
+];
 
 /// Every queue worker's handler.
 const QUEUED: &[Build<Batch>] = &[queued::<WebhookWorker>];

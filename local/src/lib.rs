@@ -7,7 +7,7 @@ mod adapters;
 mod convert;
 mod functions;
 mod local_secrets;
-mod redrive;
+pub mod ops;
 pub mod sandbox;
 mod workers;
 
@@ -24,7 +24,6 @@ use shared::services::Services;
 use tokio::net::TcpListener;
 
 pub use functions::Functions;
-pub use redrive::redrive;
 use sandbox::{Sandbox, SandboxSettings};
 
 /// Where the sandbox provider is served.

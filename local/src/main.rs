@@ -1,10 +1,22 @@
 //! `cargo run -p local`: the whole system on 127.0.0.1:3000 with the embedded adapters.
-//! `cargo run -p local -- redrive`: moves the webhook dead letters back to the queue.
+//! `cargo run -p local -- <command>`: an operations command (`--help` lists them; see
+//! `local::ops`).
 
+use std::io::Write;
+use std::process::ExitCode;
+
+use local::ops::{Invocation, Op};
 use shared::config::{Config, Profile};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match Invocation::from_args() {
+        Invocation::Serve => serve().await.map(|()| ExitCode::SUCCESS),
+        Invocation::Ops(op) => Ok(operate(&op).await),
+    }
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     // Log and metric lines go through one buffered writer on its own thread: a server
     // under load would otherwise make a write call per line. The guard flushes on exit.
     let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -18,16 +30,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load(Profile::Local)
         .await
         .inspect_err(shared::lambda::log_init_error)?;
-    match std::env::args().nth(1).as_deref() {
-        None => {}
-        Some("redrive") => {
-            local::redrive(&config, &mut std::io::stdout()).await?;
-            return Ok(());
-        }
-        Some(other) => return Err(format!("unknown command {other:?}; known: redrive").into()),
-    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     local::serve(&config, listener, shutdown_signal()).await
+}
+
+/// Runs `op`: its report on stdout, its logs on stderr; why it failed, if it did, last.
+async fn operate(op: &Op) -> ExitCode {
+    shared::telemetry::emf::write_to(|line| {
+        let _ = std::io::stderr().write_all(line);
+    });
+    shared::telemetry::init_with_writer("local", std::io::stderr);
+    let outcome = match Config::load(Profile::Local).await {
+        Ok(config) => local::ops::run(op, &config, &mut std::io::stdout()).await,
+        Err(error) => Err(error.into()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}: {error}", op.name());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM.

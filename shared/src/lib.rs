@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod auth;
 pub mod aws;
 pub mod channels;
+pub mod cleanup;
 pub mod clock;
 pub mod config;
 pub mod embedded_db;

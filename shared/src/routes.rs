@@ -142,6 +142,10 @@ pub const WORKERS: &[Worker] = &[
         function: "reconciler",
         trigger: Trigger::Every { minutes: 15 },
     },
+    Worker {
+        function: "cleanup",
+        trigger: Trigger::Every { minutes: 60 },
+    },
 ];
 
 #[cfg(test)]

@@ -482,14 +482,15 @@ fn every_function_crate_is_deployed_and_every_deployed_binary_is_a_crate() {
 }
 
 /// The DynamoDB actions the storage kernel (shared/src/store/dynamodb.rs) can need: get,
-/// put, delete, query, and a transaction's items (Put, Delete, ConditionCheck, and Update
-/// for an add). IAM has no `dynamodb:TransactWriteItems` action: a transaction is
+/// put, delete, query, scan, and a transaction's items (Put, Delete, ConditionCheck, and
+/// Update for an add). IAM has no `dynamodb:TransactWriteItems` action: a transaction is
 /// authorized by its items' actions.
 const KERNEL_DYNAMODB_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:DeleteItem",
     "dynamodb:Query",
+    "dynamodb:Scan",
     "dynamodb:ConditionCheckItem",
     "dynamodb:UpdateItem",
 ];
@@ -614,6 +615,19 @@ const AUTH_FUNCTION_DYNAMODB: &[(&str, &[&str], &[&str])] = &[
         "token-refresher",
         &["dynamodb:GetItem", "dynamodb:PutItem"],
         &["dynamodb:Query"],
+    ),
+    // The walk (scan), its position and last run (get, put), a user's sessions (query)
+    // and ending one (a transaction of a put and a delete), purges (delete).
+    (
+        "cleanup",
+        &[
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:Scan",
+        ],
+        &[],
     ),
 ];
 
@@ -764,6 +778,62 @@ fn the_token_refresher_runs_every_5_minutes_unreserved_with_an_errors_alarm() {
     assert!(
         alarmed,
         "an AWS/Lambda Errors alarm on {id} notifying AlarmTopic"
+    );
+}
+
+#[test]
+fn the_cleanup_runs_hourly_and_its_failures_metric_is_alarmed() {
+    let doc = template::load();
+    let (id, cleanup) = functions(&doc)
+        .into_iter()
+        .find(|(_, f)| binary_name(f) == Some("cleanup"))
+        .expect("a cleanup function");
+    let schedules = function_events(cleanup, "Schedule");
+    assert_eq!(schedules.len(), 1, "{id}: one schedule");
+    assert_eq!(
+        get(schedules[0].1, "Schedule").and_then(Value::as_str),
+        Some("rate(60 minutes)")
+    );
+    assert_eq!(
+        as_u64(function_property(&doc, cleanup, "Timeout")),
+        Some(120)
+    );
+
+    // An alarm on the EMF metric the run emits (namespace and Function dimension as EMF
+    // lines carry them in Lambda), notifying the alarm topic.
+    let metric_of_cleanup = |stat: &Value| {
+        let metric = get_path(stat, &["MetricStat", "Metric"]);
+        let text = |key: &str| metric.and_then(|m| get(m, key)).and_then(Value::as_str);
+        let on_function = metric
+            .and_then(|m| get(m, "Dimensions"))
+            .and_then(Value::as_sequence)
+            .is_some_and(|dims| {
+                dims.len() == 1
+                    && get(&dims[0], "Name").and_then(Value::as_str) == Some("Function")
+                    && get(&dims[0], "Value")
+                        .map(template::references)
+                        .is_some_and(|r| r.iter().any(|r| r.target == id))
+            });
+        text("Namespace") == Some(shared::telemetry::emf::NAMESPACE)
+            && text("MetricName") == Some(shared::handlers::cleanup::FAILURES_METRIC)
+            && on_function
+    };
+    let alarmed = template::resources_of_type(&doc, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .any(|(_, alarm)| {
+            let props = |key: &str| get_path(alarm, &["Properties", key]);
+            let watches = props("Metrics")
+                .and_then(Value::as_sequence)
+                .is_some_and(|metrics| metrics.iter().any(metric_of_cleanup));
+            let notifies = props("AlarmActions")
+                .map(template::references)
+                .is_some_and(|r| r.iter().any(|r| r.target == "AlarmTopic"));
+            watches && notifies
+        });
+    assert!(
+        alarmed,
+        "an alarm on {} of {id} notifying AlarmTopic",
+        shared::handlers::cleanup::FAILURES_METRIC
     );
 }
 

@@ -1,6 +1,8 @@
 //! `health`: GET /health — a check per dependency with its latency; 503 when any fails,
 //! "degraded" (still 200) while the rate limiter answers from its per-instance fallback.
 //! The result is cached for a few seconds so a load balancer's probes cost nothing.
+//! The store check reads the cleanup worker's last run, shown in the report (it does not
+//! change the status: its failures page through their own alarm).
 //! The function also serves GET /v1/admin/queues (`super::admin_queues`).
 
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use tokio::sync::Mutex;
 
 use super::HttpHandler;
 use super::admin_queues::AdminQueues;
+use crate::cleanup::{self, CleanupState};
 use crate::clock::Clock;
 use crate::config::{ConfigError, HealthSettings};
 use crate::http::{ApiError, json, resource_path, rfc3339};
@@ -67,11 +70,25 @@ pub struct Report {
     pub uptime_seconds: u64,
     pub checked_at: String,
     pub checks: Checks,
+    /// The cleanup worker's last run, once it ran (and while the store answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<CleanupStatus>,
+}
+
+/// When the cleanup worker last ran, whether a step of it failed (after its retries),
+/// and what it did.
+#[derive(Clone, Debug, Serialize)]
+pub struct CleanupStatus {
+    pub last_run_at: String,
+    pub result: &'static str,
+    #[serde(flatten)]
+    pub report: cleanup::Report,
 }
 
 pub struct Health {
     clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
+    cleanup: CleanupState,
     queue: Arc<dyn Queue>,
     limiter: Option<SharedLimiter>,
     settings: HealthSettings,
@@ -134,6 +151,7 @@ impl Health {
     ) -> Self {
         Self {
             clock,
+            cleanup: CleanupState::new(Arc::clone(&store)),
             store,
             queue,
             limiter,
@@ -160,7 +178,7 @@ impl Health {
     }
 
     async fn check_all(&self) -> Report {
-        let (store, queue, limiter) =
+        let ((store, cleanup), queue, limiter) =
             tokio::join!(self.check_store(), self.check_queue(), self.check_limiter());
         let status = [Some(&store), Some(&queue), limiter.as_ref()]
             .into_iter()
@@ -178,21 +196,31 @@ impl Health {
                 queue,
                 limiter,
             },
+            cleanup,
         }
     }
 
-    /// Writes a probe item and reads it back: a store that still answers reads but
-    /// cannot write (the embedded one on a full disk) is unhealthy.
-    async fn check_store(&self) -> Check {
-        let key = Key::new("health", "probe");
+    /// Writes a probe item (a store that still answers reads but cannot write, the
+    /// embedded one on a full disk, is unhealthy), then reads the cleanup's last run: the
+    /// read probe, and what the report shows of it.
+    async fn check_store(&self) -> (Check, Option<CleanupStatus>) {
         let now = self.clock.now_secs();
         let write_then_read = async {
-            let item = Item::new(key.clone(), serde_json::json!({ "checked_at": now }))
-                .expiring_at(now.saturating_add(PROBE_TTL_SECS));
+            let item = Item::new(
+                Key::new("health", "probe"),
+                serde_json::json!({ "checked_at": now }),
+            )
+            .expiring_at(now.saturating_add(PROBE_TTL_SECS));
             self.store.put(item, Condition::Always).await?;
-            self.store.get(&key).await
+            self.cleanup.last_run().await
         };
-        probe("store", write_then_read).await.0
+        let (check, last_run) = probe("store", write_then_read).await;
+        let status = last_run.flatten().map(|run| CleanupStatus {
+            last_run_at: rfc3339(run.at),
+            result: if run.failed() { "failed" } else { "ok" },
+            report: run.report,
+        });
+        (check, status)
     }
 
     /// Runs the limiter's script (PING would pass with a read-only token or an exhausted
@@ -430,6 +458,42 @@ mod tests {
             get(&uncached).await;
         }
         assert_eq!(f.store.reads(), 4);
+    }
+
+    #[tokio::test]
+    async fn the_cleanup_workers_last_run_is_shown_without_changing_the_status() {
+        let f = fixture(false);
+        let health = f.health(None, Duration::ZERO, 1000);
+        let (_, body) = get(&health).await;
+        assert!(body.get("cleanup").is_none(), "never ran: {body}");
+
+        let state = CleanupState::new(f.store.clone());
+        let mut run = cleanup::LastRun {
+            at: 1_700_000_000,
+            report: cleanup::Report {
+                expired_purged: 3,
+                walk_finished: true,
+                ..cleanup::Report::default()
+            },
+        };
+        state.record(&run).await.unwrap();
+        let (status, body) = get(&health).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["cleanup"]["last_run_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(body["cleanup"]["result"], "ok");
+        assert_eq!(body["cleanup"]["expired_purged"], 3);
+        assert_eq!(body["cleanup"]["failures"], 0);
+
+        run.report.failures = 2;
+        state.record(&run).await.unwrap();
+        let (status, body) = get(&health).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body["status"], "ok",
+            "its failures page through their alarm"
+        );
+        assert_eq!(body["cleanup"]["result"], "failed");
+        assert_eq!(body["cleanup"]["failures"], 2);
     }
 
     #[tokio::test]

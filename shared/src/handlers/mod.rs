@@ -8,6 +8,7 @@ pub mod auth_callback;
 pub mod auth_login;
 pub mod auth_logout;
 pub mod channels;
+pub mod cleanup;
 pub mod conversations;
 pub mod health;
 pub mod me;

@@ -35,6 +35,7 @@ pub async fn run_all(store: &dyn Store) {
     items_inserted_between_pages(store).await;
     query_on_gsi1(store).await;
     a_query_never_leaves_its_partition(store).await;
+    scan_walks_every_item_once_and_names_the_expired(store).await;
     transact_is_all_or_nothing(store).await;
     transact_mixes_puts_deletes_and_checks(store).await;
     an_add_creates_its_counter_and_changes_nothing_else(store).await;
@@ -951,6 +952,100 @@ pub async fn a_query_never_leaves_its_partition(store: &dyn Store) {
         page.items.iter().all(|item| item.key.pk == pk),
         "a foreign cursor leaked items of another partition: {:?}",
         page.items
+    );
+}
+
+// ------------------------------------------------------------------ scans
+
+/// Live items of three partitions and expired ones among them; the table is walked
+/// whole, in pages of 5, and one page's cursor item is deleted before the walk goes on
+/// from it. Other checks' items share the table: only this check's are compared.
+pub async fn scan_walks_every_item_once_and_names_the_expired(store: &dyn Store) {
+    let now = SystemClock.now_secs();
+    let partitions = [
+        partition("scan-a"),
+        partition("scan-b"),
+        partition("scan-c"),
+    ];
+    let mut live = Vec::new();
+    let mut expired = Vec::new();
+    for (p, pk) in partitions.iter().enumerate() {
+        for n in 0..6 {
+            let item = item(pk, &format!("item#{n}")).with_version(n);
+            if (n + p as u64).is_multiple_of(3) {
+                let item = item.expiring_at(now - 60);
+                expired.push(item.key.clone());
+                put(store, item, Condition::Always).await;
+            } else {
+                let item = item.expiring_at(now + 3600);
+                live.push(item.clone());
+                put(store, item, Condition::Absent).await;
+            }
+        }
+    }
+    let ours = |key: &Key| partitions.contains(&key.pk);
+
+    let (mut found_live, mut found_expired) = (Vec::new(), Vec::new());
+    let mut after = None;
+    let mut deleted = None;
+    for pages in 0.. {
+        assert!(pages < 100_000, "the scan did not end");
+        let page = match store.scan(after.clone(), 5).await {
+            Ok(page) => page,
+            Err(error) => panic!("scan after {after:?} failed: {error}"),
+        };
+        assert!(
+            page.live.len() + page.expired.len() <= 5,
+            "a page looks at no more items than its limit"
+        );
+        assert!(
+            page.expired
+                .iter()
+                .all(|key| !page.live.iter().any(|item| &item.key == key)),
+            "an item is live or expired, not both"
+        );
+        found_live.extend(page.live.into_iter().filter(|item| ours(&item.key)));
+        found_expired.extend(page.expired.into_iter().filter(|key| ours(key)));
+        let Some(next) = page.next else { break };
+        // The walk goes on from a cursor whose item is gone since.
+        if deleted.is_none() && ours(&next) {
+            store
+                .delete(&next, Condition::Always)
+                .await
+                .unwrap_or_else(|error| panic!("delete {next:?} failed: {error}"));
+            deleted = Some(next.clone());
+        }
+        after = Some(next);
+    }
+
+    let sorted = |mut keys: Vec<Key>| {
+        keys.sort();
+        keys
+    };
+    let found_keys = sorted(found_live.iter().map(|item| item.key.clone()).collect());
+    assert_eq!(
+        found_keys,
+        sorted(live.iter().map(|item| item.key.clone()).collect()),
+        "every live item once"
+    );
+    for item in &live {
+        let found = found_live.iter().find(|found| found.key == item.key);
+        assert_eq!(found, Some(item), "a live item is read whole");
+    }
+    assert_eq!(
+        sorted(found_expired),
+        sorted(expired),
+        "every expired item named once, by its key"
+    );
+    assert!(
+        deleted.is_some(),
+        "a page ended at one of this check's items (each partition holds 6 in a row)"
+    );
+
+    assert_invalid(store.scan(None, 0).await, "a scan with limit 0");
+    assert_invalid(
+        store.scan(Some(Key::new("", "s")), 5).await,
+        "a scan after an empty key",
     );
 }
 

@@ -22,8 +22,9 @@ use aws_sdk_dynamodb::types::{
 
 use self::attributes::{COUNTER, DATA, EXPIRES_AT, GSI1PK, GSI1SK, PK, SK, VERSION};
 use super::{
-    Condition, Cursor, EpochSeconds, Index, Item, Key, Page, Query, SortKey, Store, StoreError,
-    StoreResult, WriteOp, validate_item, validate_key, validate_query, validate_transaction,
+    Condition, Cursor, EpochSeconds, Index, Item, Key, Page, Query, ScanPage, SortKey, Store,
+    StoreError, StoreResult, WriteOp, validate_item, validate_key, validate_query, validate_scan,
+    validate_transaction,
 };
 use crate::aws::error_chain;
 use crate::clock::{Clock, SystemClock};
@@ -579,6 +580,37 @@ impl Store for DynamoStore {
             start.map(|key| cursor_at(key, query.index)).transpose()?
         };
         Ok(Page { items, next })
+    }
+
+    /// One Scan request, eventually consistent (half the read units of a consistent one:
+    /// the sweep's deletes carry their own conditions), with `limit` as its Limit.
+    async fn scan(&self, after: Option<Key>, limit: usize) -> StoreResult<ScanPage> {
+        validate_scan(after.as_ref(), limit)?;
+        let now = SystemClock.now_secs();
+        let request = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(after.as_ref().map(key_attributes));
+        let output = observe("dynamodb", "Scan", request.send())
+            .await
+            .map_err(|error| sdk_error("Scan", error))?;
+        let mut page = ScanPage::default();
+        for attributes in output.items.unwrap_or_default() {
+            let item = decode(attributes)?;
+            if item.is_live_at(now) {
+                page.live.push(item);
+            } else {
+                page.expired.push(item.key);
+            }
+        }
+        page.next = output
+            .last_evaluated_key
+            .filter(|key| !key.is_empty())
+            .map(|key| cursor_at(key, Index::Primary).map(|cursor| cursor.key))
+            .transpose()?;
+        Ok(page)
     }
 
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {

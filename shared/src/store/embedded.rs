@@ -8,8 +8,8 @@ use std::sync::Arc;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{
-    Condition, Cursor, Index, Item, Key, Page, Query, Store, StoreError, StoreResult, WriteOp,
-    validate_item, validate_key, validate_query, validate_transaction,
+    Condition, Cursor, Index, Item, Key, Page, Query, ScanPage, Store, StoreError, StoreResult,
+    WriteOp, validate_item, validate_key, validate_query, validate_scan, validate_transaction,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::embedded_db::{EmbeddedDb, EmbeddedError};
@@ -370,6 +370,43 @@ impl Store for EmbeddedStore {
             .read(move |txn| match query.index {
                 Index::Primary => Self::primary_page(&txn.open_table(ITEMS)?, &query, now),
                 Index::Gsi1 => Self::gsi1_page(txn, &query, now),
+            })
+            .await?)
+    }
+
+    /// Walks the items in key order (pk, then sk).
+    async fn scan(&self, after: Option<Key>, limit: usize) -> StoreResult<ScanPage> {
+        validate_scan(after.as_ref(), limit)?;
+        Ok(self
+            .db
+            .read(move |txn| {
+                let now = SystemClock.now_secs();
+                let items = txn.open_table(ITEMS)?;
+                let low = match &after {
+                    Some(key) => Bound::Excluded((key.pk.as_str(), key.sk.as_str())),
+                    None => Bound::Unbounded,
+                };
+                let mut page = ScanPage::default();
+                let mut last: Option<Key> = None;
+                for (seen, entry) in items
+                    .range::<(&str, &str)>((low, Bound::Unbounded))?
+                    .enumerate()
+                {
+                    let (_, value) = entry?;
+                    if seen == limit {
+                        // Another item follows: the next page starts after the last one.
+                        page.next = last;
+                        break;
+                    }
+                    let item = decode(value.value())?;
+                    last = Some(item.key.clone());
+                    if item.is_live_at(now) {
+                        page.live.push(item);
+                    } else {
+                        page.expired.push(item.key);
+                    }
+                }
+                Ok(page)
             })
             .await?)
     }

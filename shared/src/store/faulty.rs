@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use super::{Condition, Item, Key, Page, Query, Store, StoreError, StoreResult, WriteOp};
+use super::{Condition, Item, Key, Page, Query, ScanPage, Store, StoreError, StoreResult, WriteOp};
 
 pub struct FaultyStore {
     inner: Arc<dyn Store>,
@@ -34,7 +34,7 @@ impl FaultyStore {
         self.puts_retried.store(retried, Ordering::SeqCst);
     }
 
-    /// Gets and queries so far.
+    /// Gets, queries and scans so far.
     pub fn reads(&self) -> usize {
         self.reads.load(Ordering::SeqCst)
     }
@@ -74,6 +74,12 @@ impl Store for FaultyStore {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.inner.query(query).await
+    }
+
+    async fn scan(&self, after: Option<Key>, limit: usize) -> StoreResult<ScanPage> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.scan(after, limit).await
     }
 
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {

@@ -219,6 +219,23 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// One page of a walk over the whole table ([`Store::scan`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScanPage {
+    /// The live items the page looked at.
+    pub live: Vec<Item>,
+    /// The keys of the expired items it looked at, which DynamoDB's TTL has not deleted
+    /// yet: named so that they can be deleted (with [`Condition::Absent`], which an
+    /// expired item meets and a live one written since does not). Their contents stay
+    /// unread: an expired item is absent.
+    pub expired: Vec<Key>,
+    /// Where the walk goes on: pass it back as the next call's `after`. None when the
+    /// walk has reached the end of the table. It may be set on a page that holds fewer
+    /// items than asked for (DynamoDB stops a page at 1 MB), and the page after it may
+    /// be empty.
+    pub next: Option<Key>,
+}
+
 /// One operation of a transactional write.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WriteOp {
@@ -317,6 +334,14 @@ pub trait Store: Send + Sync {
     /// One page of live items of a partition.
     async fn query(&self, query: Query) -> StoreResult<Page>;
 
+    /// One page of a walk over every item of the table, right after the item at `after`
+    /// (the start when None), in an order of the adapter's own that a cursor resumes,
+    /// even when the item at `after` was deleted since: at most `limit` items looked at,
+    /// live or expired. The one read that crosses partitions, tenants' included, and the
+    /// one that names expired items: for the operations sweep (the cleanup worker, the
+    /// ops CLI), never for answering a tenant.
+    async fn scan(&self, after: Option<Key>, limit: usize) -> StoreResult<ScanPage>;
+
     /// All operations or none. At most [`MAX_TRANSACTION_OPS`], each on a distinct key.
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()>;
 }
@@ -374,6 +399,15 @@ pub(crate) fn validate_query(query: &Query) -> StoreResult<()> {
         ));
     }
     Ok(())
+}
+
+pub(crate) fn validate_scan(after: Option<&Key>, limit: usize) -> StoreResult<()> {
+    if limit == 0 {
+        return Err(StoreError::Invalid(
+            "a scan's limit must be at least 1".into(),
+        ));
+    }
+    after.map_or(Ok(()), validate_key)
 }
 
 /// A key DynamoDB accepts, of the table or of the index: both parts non-empty, within

@@ -55,6 +55,8 @@ pub fn deferred(
 
 /// The attribute a dead letter carries its attempts in; a redriven dead letter keeps it.
 pub const DEAD_LETTER_ATTEMPTS: &str = "attempts";
+/// The attribute a dead letter carries the last error in.
+pub const DEAD_LETTER_ERROR: &str = "error";
 
 /// What goes to the dead-letter queue: the message body exactly as delivered, with the
 /// last error and the attempts as attributes.
@@ -62,7 +64,7 @@ pub fn dead_letter(body: &str, error: &str, attempts: u32) -> OutMessage {
     let error: String = error.chars().take(256).collect();
     OutMessage::new(body)
         .attribute(
-            "error",
+            DEAD_LETTER_ERROR,
             if error.is_empty() {
                 "unknown".into()
             } else {
