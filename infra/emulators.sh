@@ -168,10 +168,19 @@ redis_ready() {
 }
 
 # wait_ready NAME CHECK PORT SECONDS
+# listens_ours NAME PORT -> 0 when the process we started as NAME is the one listening on
+# PORT. Another test run on this machine may have taken the port between pick_port and our
+# start: then ours exits ("address in use") while theirs answers, and would vanish with
+# their run. Without ss, assume it is ours.
+listens_ours() {
+    command -v ss >/dev/null || return 0
+    ss -ltnpH "sport = :$2" 2>/dev/null | grep -q "pid=$(cat "$STATE/$1.pid"),"
+}
+
 wait_ready() {
     local name="$1" check="$2" port="$3" secs="$4" i
     for ((i = 0; i < secs * 10; i++)); do
-        if "$check" "$port"; then
+        if "$check" "$port" && listens_ours "$name" "$port"; then
             return 0
         fi
         if ! pid_alive "$name"; then
