@@ -53,6 +53,11 @@ pub const ROUTES: &[Route] = &[
         function: "channels",
     },
     Route {
+        method: "GET",
+        path: "/v1/events",
+        function: "events",
+    },
+    Route {
         method: "POST",
         path: "/webhooks/mercadolivre",
         function: "webhook-mercadolivre",
