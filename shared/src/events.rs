@@ -239,8 +239,18 @@ mod tests {
         assert!(Position::after_ms(now + 1) > position);
         assert!(Position::after_ms(now - 1000) < position);
         assert_eq!(Position::after_ms(now).ms(), now);
-        for bad in ["", "0190", &"g".repeat(32), &format!("{id}0"), "0190f3c2-58a1-7c3e-9a1b-2c3d4e5f6a7b"] {
-            assert_eq!(Position::parse(bad, now), Err(InvalidPosition::Malformed), "{bad}");
+        for bad in [
+            "",
+            "0190",
+            &"g".repeat(32),
+            &format!("{id}0"),
+            "0190f3c2-58a1-7c3e-9a1b-2c3d4e5f6a7b",
+        ] {
+            assert_eq!(
+                Position::parse(bad, now),
+                Err(InvalidPosition::Malformed),
+                "{bad}"
+            );
         }
         let future = Position::after_ms(now + 120_000);
         assert_eq!(

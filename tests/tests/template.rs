@@ -808,5 +808,8 @@ fn only_the_event_stream_is_streamed_and_its_function_outlasts_every_stream() {
         }
     }
     let expected: BTreeSet<&str> = STREAMING_FUNCTIONS.iter().copied().collect();
-    assert_eq!(streaming, expected, "every streaming function has a streamed route");
+    assert_eq!(
+        streaming, expected,
+        "every streaming function has a streamed route"
+    );
 }

@@ -43,7 +43,6 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(
         retry: vars.millis("EVENTS_RETRY_MS", 1000)?,
         settle: Duration::from_millis(vars.parsed("EVENTS_SETTLE_MS", settle_ms)?),
         poll: vars.millis("EVENTS_POLL_MS", 1000)?,
-        live_buffer: usize::try_from(vars.count("EVENTS_LIVE_BUFFER", 1024)?)
-            .unwrap_or(usize::MAX),
+        live_buffer: usize::try_from(vars.count("EVENTS_LIVE_BUFFER", 1024)?).unwrap_or(usize::MAX),
     })
 }

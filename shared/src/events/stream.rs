@@ -288,16 +288,20 @@ impl Live {
         loop {
             let settles_at = match self.first_ready(log) {
                 Ready::Now => {
-                    let (position, data) = self.pending.pop_first().ok_or_else(|| {
-                        StoreError::Invalid("a ready event vanished".into())
-                    })?;
+                    let (position, data) = self
+                        .pending
+                        .pop_first()
+                        .ok_or_else(|| StoreError::Invalid("a ready event vanished".into()))?;
                     return Ok(Next::Event(Event { position, data }));
                 }
                 Ready::At(at) => Some(at),
                 Ready::Later => None,
             };
             if let Some(from) = &self.read_from
-                && self.pending.first_key_value().is_none_or(|(first, _)| first > from)
+                && self
+                    .pending
+                    .first_key_value()
+                    .is_none_or(|(first, _)| first > from)
             {
                 let page = log.events.read_after(&log.tenant, from, None, PAGE).await?;
                 if let Some(last) = page.events.last() {
@@ -356,7 +360,11 @@ impl Live {
             if event.position > *cursor {
                 self.pending
                     .insert(event.position.clone(), event.data.clone());
-            } else if self.read_up_to.as_ref().is_none_or(|read| event.position > *read) {
+            } else if self
+                .read_up_to
+                .as_ref()
+                .is_none_or(|read| event.position > *read)
+            {
                 // Neither sent (never read) nor to be sent (the stream has passed its id):
                 // its write outlasted the settle window.
                 tracing::warn!(

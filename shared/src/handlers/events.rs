@@ -301,11 +301,21 @@ mod tests {
         // Polling trusts every write to commit within the settle window: a generous one
         // on a loaded test machine (a live stream knows the writes in flight).
         let settle = Duration::from_millis(if live { 10 } else { 500 });
-        let f = fixture(live, EventStreamSettings { settle, ..settings() });
+        let f = fixture(
+            live,
+            EventStreamSettings {
+                settle,
+                ..settings()
+            },
+        );
         let token = f.token("t1").await;
         let other = f.token("t2").await;
         let mut first = Client::open(&f, request(Some(&token), None, "")).await;
-        assert!(first.read_until(|text| text.starts_with("retry: 1500\nid: ")).await);
+        assert!(
+            first
+                .read_until(|text| text.starts_with("retry: 1500\nid: "))
+                .await
+        );
 
         // Writers race: ids are made in one order and may commit in another.
         let writers: Vec<_> = (0..8u64)
@@ -323,7 +333,11 @@ mod tests {
             })
             .collect();
         f.record("t2", 999).await;
-        assert!(first.read_until(|text| text.matches("data: ").count() >= 30).await);
+        assert!(
+            first
+                .read_until(|text| text.matches("data: ").count() >= 30)
+                .await
+        );
         // The client goes away mid-stream.
         let (seen, last_id) = (first.events(), first.last_id());
         drop(first);
@@ -332,7 +346,11 @@ mod tests {
         }
         let mut resumed = Client::open(&f, request(Some(&token), Some(&last_id), "")).await;
         let rest = 80 - seen.len();
-        assert!(resumed.read_until(|text| text.matches("data: ").count() >= rest).await);
+        assert!(
+            resumed
+                .read_until(|text| text.matches("data: ").count() >= rest)
+                .await
+        );
         assert!(resumed.read_until_quiet().await);
 
         let all: Vec<(String, u64)> = seen.into_iter().chain(resumed.events()).collect();
@@ -343,12 +361,13 @@ mod tests {
         assert_eq!(ids, sorted, "in id order, each once");
         let mut got = numbers(&all);
         got.sort_unstable();
-        let expected: Vec<u64> = (0..8).flat_map(|w| (0..10).map(move |i| w * 100 + i)).collect();
+        let expected: Vec<u64> = (0..8)
+            .flat_map(|w| (0..10).map(move |i| w * 100 + i))
+            .collect();
         assert_eq!(got, expected, "every event of t1, none of t2");
 
         // Another tenant's stream, even from the start of time, shows only its own.
-        let mut theirs =
-            Client::open(&f, request(Some(&other), Some(&"0".repeat(32)), "")).await;
+        let mut theirs = Client::open(&f, request(Some(&other), Some(&"0".repeat(32)), "")).await;
         assert!(theirs.read_until(|text| text.contains("data: ")).await);
         assert!(theirs.read_until_quiet().await);
         assert_eq!(numbers(&theirs.events()), [999]);
@@ -372,11 +391,18 @@ mod tests {
             f.record("t1", n).await;
         }
         let mut all = Client::open(&f, request(Some(&token), Some(&"0".repeat(32)), "")).await;
-        assert!(all.read_until(|text| text.matches("data: ").count() == 3).await);
+        assert!(
+            all.read_until(|text| text.matches("data: ").count() == 3)
+                .await
+        );
         let first_id = all.events()[0].0.clone();
 
         let mut by_query = Client::open(&f, request(Some(&token), None, &first_id)).await;
-        assert!(by_query.read_until(|text| text.matches("data: ").count() == 2).await);
+        assert!(
+            by_query
+                .read_until(|text| text.matches("data: ").count() == 2)
+                .await
+        );
         assert!(by_query.read_until_quiet().await);
         assert_eq!(numbers(&by_query.events()), [1, 2]);
 
@@ -404,8 +430,16 @@ mod tests {
                 !client.read_until(|_| false).await,
                 "the stream ends by itself"
             );
-            assert!(client.text.starts_with("retry: 1500\nid: "), "{}", client.text);
-            assert!(client.text.contains("\n\n: heartbeat\n\n"), "{}", client.text);
+            assert!(
+                client.text.starts_with("retry: 1500\nid: "),
+                "{}",
+                client.text
+            );
+            assert!(
+                client.text.contains("\n\n: heartbeat\n\n"),
+                "{}",
+                client.text
+            );
         }
     }
 
@@ -430,7 +464,10 @@ mod tests {
             })
             .unwrap();
         let mut client = Client::open(&f, request(Some(&token), None, "")).await;
-        assert!(!client.read_until(|_| false).await, "ended with the session");
+        assert!(
+            !client.read_until(|_| false).await,
+            "ended with the session"
+        );
     }
 
     #[tokio::test]
@@ -450,10 +487,13 @@ mod tests {
             f.record("t1", n).await;
         }
         assert!(!slow.read_until(|_| false).await, "closed");
-        let mut resumed =
-            Client::open(&f, request(Some(&token), Some(&slow.last_id()), "")).await;
+        let mut resumed = Client::open(&f, request(Some(&token), Some(&slow.last_id()), "")).await;
         let rest = 10 - slow.events().len();
-        assert!(resumed.read_until(|text| text.matches("data: ").count() >= rest).await);
+        assert!(
+            resumed
+                .read_until(|text| text.matches("data: ").count() >= rest)
+                .await
+        );
         assert!(resumed.read_until_quiet().await);
         let mut got = numbers(&slow.events());
         got.extend(numbers(&resumed.events()));
@@ -495,7 +535,9 @@ mod tests {
         let mut client = Client::open(&f, request(Some(&token), None, "")).await;
         assert!(client.read_until(|text| text.contains("id: ")).await);
         f.store.set_down(true);
-        assert!(!client.read_until(|_| false).await, "ended: the client retries");
+        assert!(
+            !client.read_until(|_| false).await,
+            "ended: the client retries"
+        );
     }
-
 }

@@ -14,7 +14,10 @@ use super::{ApiError, StreamingBody};
 pub fn response(body: StreamingBody) -> Result<Response<StreamingBody>, ApiError> {
     Response::builder()
         .status(StatusCode::OK)
-        .header(http::header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
+        .header(
+            http::header::CONTENT_TYPE,
+            "text/event-stream; charset=utf-8",
+        )
         .header(http::header::CACHE_CONTROL, "no-store")
         .header("x-accel-buffering", "no")
         .body(body)

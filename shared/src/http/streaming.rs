@@ -32,7 +32,9 @@ impl From<Body> for StreamingBody {
             Body::Binary(bytes) => Bytes::from(bytes),
             _ => Bytes::new(),
         };
-        Self::new(futures_util::stream::iter((!bytes.is_empty()).then_some(bytes)))
+        Self::new(futures_util::stream::iter(
+            (!bytes.is_empty()).then_some(bytes),
+        ))
     }
 }
 
@@ -68,7 +70,10 @@ mod tests {
     #[tokio::test]
     async fn a_whole_body_is_one_chunk_and_an_empty_one_none() {
         let whole = StreamingBody::from(Body::Text("{\"status\":401}".into()));
-        assert_eq!(chunks(whole).await, [Bytes::from_static(b"{\"status\":401}")]);
+        assert_eq!(
+            chunks(whole).await,
+            [Bytes::from_static(b"{\"status\":401}")]
+        );
         assert!(chunks(StreamingBody::from(Body::Empty)).await.is_empty());
     }
 }
