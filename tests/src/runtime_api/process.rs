@@ -222,6 +222,29 @@ impl FunctionProcess {
         }
     }
 
+    /// [`Self::invoke`], also sending each chunk of a streamed response to `chunks` as it
+    /// arrives (see [`super::LiveBody`]).
+    pub async fn invoke_streaming(
+        &mut self,
+        event: Value,
+        timeout: Duration,
+        chunks: tokio::sync::mpsc::UnboundedSender<axum::body::Bytes>,
+    ) -> Result<Invocation, HarnessError> {
+        let result = {
+            let Self { api, child, .. } = self;
+            race_exit(
+                child,
+                "answering the invocation",
+                api.invoke_streaming(event, timeout, chunks),
+            )
+            .await
+        };
+        match result {
+            Ok(invocation) => Ok(invocation),
+            Err(error) => Err(self.with_logs(error).await),
+        }
+    }
+
     /// Peak resident set size (`VmHWM` in `/proc/<pid>/status`) in KiB, while the process runs.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         proc_status_kib(self.child.id(), "VmHWM:")
