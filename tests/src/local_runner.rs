@@ -19,7 +19,11 @@ impl LocalRunner {
     /// Starts `local` with its data in `data_dir`, on a free port, and waits until it
     /// listens. `env` adds or overrides variables.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> LocalRunner {
-        let binary = function_binary("local", false);
+        Self::start_binary(&function_binary("local", false), data_dir, env)
+    }
+
+    /// [`Self::start`] with another build of the runner (a benchmark's).
+    pub fn start_binary(binary: &Path, data_dir: &Path, env: &[(&str, &str)]) -> LocalRunner {
         let mut command = Command::new(binary);
         command
             .env_clear()
@@ -64,6 +68,10 @@ impl LocalRunner {
             base_url: format!("http://{address}"),
             log,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
