@@ -264,3 +264,29 @@ async fn no_session_is_a_401_and_a_bad_last_event_id_a_400() {
         assert_eq!(problem["status"], 400);
     }
 }
+
+#[tokio::test]
+async fn open_streams_end_when_the_runner_shuts_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::start(
+        dir.path(),
+        &[
+            ("META_APP_SECRET", META_SECRET),
+            ("EVENTS_STREAM_MS", "600000"),
+        ],
+    );
+    let a = seller(&runner, 468_424_240, "106540352242922").await;
+    let client = reqwest::Client::new();
+    let mut stream = SseStream::open(&client, &runner.url("/v1/events"), &a.token, None)
+        .await
+        .unwrap();
+    assert_eq!(stream.next_block(QUIET).await, Some(Block::Fields));
+    // SIGTERM: the runner drains its requests, and a stream would hold that open for ten
+    // minutes; it ends it instead (its client would resume elsewhere, later).
+    let stopped = tokio::task::spawn_blocking(move || runner.terminate());
+    assert!(stream.read_to_end(QUIET).await, "the stream ended");
+    assert!(
+        stopped.await.unwrap().success(),
+        "the runner stopped cleanly"
+    );
+}

@@ -287,7 +287,7 @@ mod tests {
             self.text
                 .lines()
                 .filter_map(|l| l.strip_prefix("id: "))
-                .last()
+                .next_back()
                 .unwrap()
                 .to_owned()
         }
