@@ -11,15 +11,17 @@
 //! - Lambda (the writers are other Lambda instances): by time. A stream reads the store
 //!   every EVENTS_POLL_MS, up to the ids made EVENTS_SETTLE_MS (2 s) before the read
 //!   began: we assume every event commits within that of its id's making (writers make the
-//!   id just before their one transactional write, and a new one when they retry it). A
-//!   write slower than that (say, the SDK retrying a throttled transaction for seconds) is
-//!   missed by the streams that had passed its id; a client that resumes from before it
-//!   gets it. Events reach a Lambda stream 2–3 s after their commit.
+//!   id just before their one write; the inbox makes a new one each time it rebuilds a
+//!   change that conflicted). A write slower than that (say, the SDK retrying a throttled
+//!   transaction for seconds) is missed by the streams that had passed its id; a client
+//!   that resumes from before it gets it. Events reach a Lambda stream 2–3 s after their
+//!   commit.
 //! - Local (one process, which sees every write): exactly. [`super::live`] knows which
 //!   event writes are in flight; an event is sent once it has committed, no write of a
 //!   smaller id is in flight, and its id is EVENTS_SETTLE_MS (10 ms) old — for the instant
 //!   between an id's making and its write reaching the store. Events are pushed as they
-//!   commit: no polling.
+//!   commit: no polling. (An event that still commits after a stream passed its id is
+//!   logged as a warning.)
 //!
 //! (The other way, ids that are totally ordered — from a per-tenant counter taken in the
 //! write — would make every event write of a tenant contend for one item.)
@@ -269,15 +271,6 @@ struct Live {
     read_up_to: Option<Position>,
 }
 
-/// Whether the first pending event may be sent.
-enum Ready {
-    Now,
-    /// When it will have settled.
-    At(Instant),
-    /// Not before the store is read further, or an update comes.
-    Later,
-}
-
 impl Live {
     async fn next(
         &mut self,
@@ -286,16 +279,9 @@ impl Live {
         until: Instant,
     ) -> Result<Next, StoreError> {
         loop {
-            let settles_at = match self.first_ready(log) {
-                Ready::Now => {
-                    let (position, data) = self
-                        .pending
-                        .pop_first()
-                        .ok_or_else(|| StoreError::Invalid("a ready event vanished".into()))?;
-                    return Ok(Next::Event(Event { position, data }));
-                }
-                Ready::At(at) => Some(at),
-                Ready::Later => None,
+            let settles_at = match self.take_ready(log) {
+                Ok(event) => return Ok(Next::Event(event)),
+                Err(settles_at) => settles_at,
             };
             if let Some(from) = &self.read_from
                 && self
@@ -317,18 +303,19 @@ impl Live {
             let Subscription {
                 updates, closing, ..
             } = &mut self.subscription;
+            // Time before updates: a stream of updates must not hold off its end.
             let update = tokio::select! {
                 biased;
                 _ = closing.wait_for(|closing| *closing) => {
                     return Ok(Next::End("the server is shutting down"));
                 }
-                update = updates.recv() => update,
                 _ = sleep_until(wake) => {
                     if wake >= until {
                         return Ok(Next::Waited);
                     }
                     continue;
                 }
+                update = updates.recv() => update,
             };
             match update {
                 Ok(update) => self.apply(&update, cursor),
@@ -338,20 +325,27 @@ impl Live {
         }
     }
 
-    fn first_ready(&self, log: &TenantLog) -> Ready {
-        let Some((first, _)) = self.pending.first_key_value() else {
-            return Ready::Later;
+    /// The first pending event, if it may be sent now; else when it will have settled,
+    /// when only time holds it back.
+    fn take_ready(&mut self, log: &TenantLog) -> Result<Event, Option<Instant>> {
+        let Some(first) = self.pending.first_entry() else {
+            return Err(None);
         };
-        let unread_before = self.read_from.as_ref().is_some_and(|from| first > from);
-        let written_before = self.writing_from.as_ref().is_some_and(|from| first >= from);
+        let position = first.key();
+        let unread_before = self.read_from.as_ref().is_some_and(|from| position > from);
+        let written_before = self
+            .writing_from
+            .as_ref()
+            .is_some_and(|from| position >= from);
         if unread_before || written_before {
-            return Ready::Later;
+            return Err(None);
         }
-        let settles_ms = first.ms().saturating_add(millis(self.settle));
+        let settles_ms = position.ms().saturating_add(millis(self.settle));
         if settles_ms > log.clock.now_ms() {
-            return Ready::At(instant_at(log.clock.as_ref(), settles_ms));
+            return Err(Some(instant_at(log.clock.as_ref(), settles_ms)));
         }
-        Ready::Now
+        let (position, data) = first.remove_entry();
+        Ok(Event { position, data })
     }
 
     fn apply(&mut self, update: &Committed, cursor: &Position) {
