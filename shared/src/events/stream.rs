@@ -200,6 +200,11 @@ impl EventStream {
     }
 }
 
+/// Where a stream without a Last-Event-ID starts: after the events settled at `now_ms`.
+pub fn start_now(now_ms: i64, settings: &EventStreamSettings) -> Position {
+    Position::after_ms(now_ms - millis(settings.settle))
+}
+
 /// The instant `at_ms` (milliseconds since the epoch) on `clock`'s time.
 fn instant_at(clock: &dyn Clock, at_ms: i64) -> Instant {
     let wait = at_ms.saturating_sub(clock.now_ms());

@@ -19,7 +19,7 @@ use crate::auth::{Authenticator, Principal};
 use crate::clock::Clock;
 use crate::config::{ConfigError, EventStreamSettings};
 use crate::events::live::LiveEvents;
-use crate::events::stream::{EventStream, Source, TenantLog};
+use crate::events::stream::{self, EventStream, Source, TenantLog};
 use crate::events::{Events, Position};
 use crate::http::{ApiError, StreamingBody, query_param, sse};
 use crate::services::Services;
@@ -57,7 +57,7 @@ impl StreamingHandler for EventsHandler {
         let now_ms = self.clock.now_ms();
         let from = match resume_from(&request, now_ms)? {
             Some(position) => position,
-            None => Position::after_ms(now_ms - millis(self.settings.settle)),
+            None => stream::start_now(now_ms, &self.settings),
         };
         let tenant = principal.tenant();
         let source = match &self.live {
@@ -79,41 +79,35 @@ impl EventsHandler {
     /// When the stream ends: after EVENTS_STREAM_MS, before the Lambda invocation's
     /// deadline, and when the session expires.
     fn ends_at(&self, request: &Request, principal: &Principal, now_ms: i64) -> Instant {
-        let mut ends_in_ms = millis(self.settings.stream_for);
+        let now_ms = u64::try_from(now_ms).unwrap_or(0);
+        let mut lasts = self.settings.stream_for;
         if let Some(context) = request.lambda_context_ref() {
-            let deadline_ms = i64::try_from(context.deadline).unwrap_or(i64::MAX);
-            ends_in_ms = ends_in_ms.min(deadline_ms - millis(DEADLINE_MARGIN) - now_ms);
+            let deadline_in = Duration::from_millis(context.deadline.saturating_sub(now_ms));
+            lasts = lasts.min(deadline_in.saturating_sub(DEADLINE_MARGIN));
         }
-        ends_in_ms = ends_in_ms.min(principal.claims.exp.saturating_mul(1000) - now_ms);
-        Instant::now() + Duration::from_millis(u64::try_from(ends_in_ms).unwrap_or(0))
+        let expires_ms = u64::try_from(principal.claims.exp).unwrap_or(0) * 1000;
+        lasts = lasts.min(Duration::from_millis(expires_ms.saturating_sub(now_ms)));
+        Instant::now() + lasts
     }
 }
 
 /// The position to resume after, if the client sent one.
 fn resume_from(request: &Request, now_ms: i64) -> Result<Option<Position>, ApiError> {
+    let given = |id: &str| Some(id.trim().to_owned()).filter(|id| !id.is_empty());
     let header = match request.headers().get("last-event-id") {
-        Some(value) => Some(
+        Some(value) => given(
             value
                 .to_str()
-                .map_err(|_| ApiError::BadRequest("Last-Event-ID is not text".into()))?
-                .to_owned(),
+                .map_err(|_| ApiError::BadRequest("Last-Event-ID is not text".into()))?,
         ),
         None => None,
     };
-    let Some(id) = header
-        .or_else(|| query_param(request, "last_event_id"))
-        .map(|id| id.trim().to_owned())
-        .filter(|id| !id.is_empty())
-    else {
+    let Some(id) = header.or_else(|| given(&query_param(request, "last_event_id")?)) else {
         return Ok(None);
     };
     Position::parse(&id, now_ms)
         .map(Some)
         .map_err(|error| ApiError::BadRequest(format!("Last-Event-ID: {error}")))
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -397,14 +391,14 @@ mod tests {
         );
         let first_id = all.events()[0].0.clone();
 
-        let mut by_query = Client::open(&f, request(Some(&token), None, &first_id)).await;
-        assert!(
-            by_query
-                .read_until(|text| text.matches("data: ").count() == 2)
-                .await
-        );
-        assert!(by_query.read_until_quiet().await);
-        assert_eq!(numbers(&by_query.events()), [1, 2]);
+        for empty_header in [None, Some("")] {
+            let mut by_query =
+                Client::open(&f, request(Some(&token), empty_header, &first_id)).await;
+            let two = |text: &str| text.matches("data: ").count() == 2;
+            assert!(by_query.read_until(two).await);
+            assert!(by_query.read_until_quiet().await);
+            assert_eq!(numbers(&by_query.events()), [1, 2]);
+        }
 
         let second_id = all.events()[1].0.clone();
         let mut header_wins =
