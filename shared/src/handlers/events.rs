@@ -469,17 +469,27 @@ mod tests {
         let f = fixture(
             true,
             EventStreamSettings {
-                live_buffer: 2,
+                live_buffer: 3,
                 ..settings()
             },
         );
         let token = f.token("t1").await;
         let mut slow = Client::open(&f, request(Some(&token), None, "")).await;
         assert!(slow.read_until(|text| text.contains("id: ")).await);
-        // It reads nothing while 10 events are written: more than its buffer.
+        let mut fast = Client::open(&f, request(Some(&token), None, "")).await;
+        assert!(fast.read_until(|text| text.contains("id: ")).await);
+        let fast = tokio::spawn(async move {
+            let ten = |text: &str| text.matches("data: ").count() >= 10;
+            (fast.read_until(ten).await, fast.events())
+        });
+        // The slow one reads nothing while 10 events are written, more than its buffer;
+        // the other one reads along.
         for n in 0..10 {
             f.record("t1", n).await;
         }
+        let (all_read, fast_events) = fast.await.unwrap();
+        assert!(all_read, "the slow stream held no other back");
+        assert_eq!(numbers(&fast_events), (0..10).collect::<Vec<_>>());
         assert!(!slow.read_until(|_| false).await, "closed");
         let mut resumed = Client::open(&f, request(Some(&token), Some(&slow.last_id()), "")).await;
         let rest = 10 - slow.events().len();
