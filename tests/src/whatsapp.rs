@@ -39,3 +39,19 @@ pub fn signature(body: &str, app_secret: &str) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, app_secret.as_bytes());
     format!("sha256={}", hex::encode(hmac::sign(&key, body.as_bytes())))
 }
+
+/// POSTs `body` to the runner at `base_url` as Meta does, signed with `app_secret`.
+pub async fn post(
+    client: &reqwest::Client,
+    base_url: &str,
+    body: String,
+    app_secret: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{base_url}/webhooks/meta"))
+        .header("x-hub-signature-256", signature(&body, app_secret))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+}

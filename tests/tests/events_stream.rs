@@ -53,15 +53,7 @@ async fn seller(runner: &LocalRunner, id: u64, phone: &'static str) -> Seller {
 async fn send(base_url: &str, client: &reqwest::Client, phone: &str, n: u64) {
     let from = format!("55119{n:08}");
     let body = whatsapp::message(phone, &from, &format!("wamid.{n}"), &format!("n:{n}"));
-    let response = client
-        .post(format!("{base_url}/webhooks/meta"))
-        .header(
-            "x-hub-signature-256",
-            whatsapp::signature(&body, META_SECRET),
-        )
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
+    let response = whatsapp::post(client, base_url, body, META_SECRET)
         .await
         .unwrap();
     assert_eq!(response.status(), 200);

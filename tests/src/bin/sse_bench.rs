@@ -328,15 +328,7 @@ async fn main() -> ExitCode {
             &format!("wamid.bench.{number}"),
             &format!("bench:{number}"),
         );
-        let response = client
-            .post(runner.url("/webhooks/meta"))
-            .header(
-                "x-hub-signature-256",
-                whatsapp::signature(&body, META_SECRET),
-            )
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
+        let response = whatsapp::post(&client, &runner.base_url, body, META_SECRET)
             .await
             .expect("POST /webhooks/meta");
         let at = Instant::now();

@@ -234,7 +234,7 @@ impl RuntimeApi {
         self.invoke_with(event, timeout, Some(chunks)).await
     }
 
-    async fn invoke_with(
+    pub(super) async fn invoke_with(
         &self,
         event: Value,
         timeout: Duration,

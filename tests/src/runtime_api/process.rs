@@ -207,19 +207,7 @@ impl FunctionProcess {
         event: Value,
         timeout: Duration,
     ) -> Result<Invocation, HarnessError> {
-        let result = {
-            let Self { api, child, .. } = self;
-            race_exit(
-                child,
-                "answering the invocation",
-                api.invoke(event, timeout),
-            )
-            .await
-        };
-        match result {
-            Ok(invocation) => Ok(invocation),
-            Err(error) => Err(self.with_logs(error).await),
-        }
+        self.invoke_with(event, timeout, None).await
     }
 
     /// [`Self::invoke`], also sending each chunk of a streamed response to `chunks` as it
@@ -230,12 +218,21 @@ impl FunctionProcess {
         timeout: Duration,
         chunks: tokio::sync::mpsc::UnboundedSender<axum::body::Bytes>,
     ) -> Result<Invocation, HarnessError> {
+        self.invoke_with(event, timeout, Some(chunks)).await
+    }
+
+    async fn invoke_with(
+        &mut self,
+        event: Value,
+        timeout: Duration,
+        chunks: Option<tokio::sync::mpsc::UnboundedSender<axum::body::Bytes>>,
+    ) -> Result<Invocation, HarnessError> {
         let result = {
             let Self { api, child, .. } = self;
             race_exit(
                 child,
                 "answering the invocation",
-                api.invoke_streaming(event, timeout, chunks),
+                api.invoke_with(event, timeout, chunks),
             )
             .await
         };
