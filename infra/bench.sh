@@ -7,11 +7,19 @@
 #   - ingest: the webhook ingest handlers' p50/p99 in process, excluding the SQS call
 #     (ingest_bench), then the local runner's accepted webhooks/s at 64 connections against
 #     the Node/BullMQ peer in ../shared/peers/node-bullmq, in the same run, with the same
-#     wrk script, body and signature, counting the accepted webhooks on the queue.
+#     wrk script, body and signature, counting the accepted webhooks on the queue;
+#   - SSE: the local runner holding SSE_STREAMS (1000) GET /v1/events streams with
+#     heartbeats (its RSS and CPU), and webhook accepted -> event received on them, p50/p99
+#     (sse_bench; goal p99 <= 50 ms).
 #
-#   bash infra/bench.sh                 # everything: cold starts of every function, limiter, ingest
+#   bash infra/bench.sh                 # everything: cold starts of every function, limiter, ingest, SSE
 #   RUNS=50 bash infra/bench.sh health  # cold starts of the named functions, then the limiter
 #   bash infra/bench.sh ingest          # the ingest benchmarks only
+#   bash infra/bench.sh sse             # the SSE benchmark only
+#
+# SSE settings (env, defaults): SSE_STREAMS=1000 SSE_TENANTS=10 SSE_HOLD_SECS=35
+# SSE_HEARTBEAT_MS=5000 (the runner's EVENTS_HEARTBEAT_MS; 30000 in production) SSE_MESSAGES=300
+# SSE_INTERVAL_MS=20; it runs RUNNER_BIN too.
 #
 # Ingest settings (env, defaults): INGEST_ROUNDS=3 (runner/peer pairs, order alternating),
 # THREADS=2 CONNS=64 WARMUP=5s DURATION=15s (wrk, for both sides), HANDLER_ROUNDS=5
@@ -29,11 +37,17 @@ cd "$ROOT"
 functions=()
 coldstarts=true
 ingest=true
+sse=true
 if [ $# -eq 1 ] && [ "$1" = ingest ]; then
     coldstarts=false
+    sse=false
+elif [ $# -eq 1 ] && [ "$1" = sse ]; then
+    coldstarts=false
+    ingest=false
 elif [ $# -gt 0 ]; then
     functions=("$@")
     ingest=false
+    sse=false
 fi
 
 # ------------------------------------------------------------------ cold starts, limiter
@@ -76,6 +90,7 @@ run_coldstarts() {
             questions) echo "--path /v1/questions --upstash" ;;
             conversations) echo "--path /v1/conversations --upstash" ;;
             notifications) echo "--path /v1/notifications --upstash" ;;
+            events) echo "--path /v1/events" ;;
             webhook-mercadolivre) echo "--path /webhooks/mercadolivre --method POST --body {}" ;;
             webhook-meta) echo "--path /webhooks/meta" ;;
             token-refresher | reconciler | webhook-worker) echo "--upstash" ;;
@@ -341,5 +356,18 @@ run_ingest() {
     [ "${KEEP_LOGS:-0}" = 1 ] || rm -rf "$WORK"
 }
 
+# ------------------------------------------------------------------ SSE
+
+run_sse() {
+    cargo build --profile runner -p local --bin local
+    cargo build --release -p sellerhub-tests --bin sse_bench
+    # sse_bench starts the runner itself (fresh DATA_DIR, loopback, workers on) and stops it.
+    "$ROOT/target/release/sse_bench" --runner "$RUNNER_BIN" \
+        --streams "${SSE_STREAMS:-1000}" --tenants "${SSE_TENANTS:-10}" \
+        --hold-secs "${SSE_HOLD_SECS:-35}" --heartbeat-ms "${SSE_HEARTBEAT_MS:-5000}" \
+        --messages "${SSE_MESSAGES:-300}" --interval-ms "${SSE_INTERVAL_MS:-20}" --check
+}
+
 if $coldstarts; then run_coldstarts; fi
 if $ingest; then run_ingest; fi
+if $sse; then run_sse; fi

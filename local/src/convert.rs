@@ -14,7 +14,7 @@ use lambda_http::{Body, RequestExt};
 use shared::http::{ApiError, request_ids};
 use shared::routes::Route;
 
-use crate::functions::Handler;
+use crate::functions::{Handler, ResponseBody};
 
 /// API Gateway's payload limit for a Lambda proxy integration (6 MB); handlers set their
 /// own, smaller limits.
@@ -36,11 +36,11 @@ pub async fn call(
         Ok(bytes) => bytes,
         Err(_) => {
             let request = http::Request::from_parts(parts, Body::Empty);
+            let error = ApiError::PayloadTooLarge { limit: MAX_BODY };
             return respond(
-                shared::http::serve(request, |_| async {
-                    Err(ApiError::PayloadTooLarge { limit: MAX_BODY })
-                })
-                .await,
+                shared::http::serve(request, |_| async { Err::<_, ApiError>(error) })
+                    .await
+                    .map(ResponseBody::Whole),
             );
         }
     };
@@ -71,7 +71,12 @@ pub async fn problem(request: AxumRequest, error: ApiError) -> AxumResponse {
     let (parts, _) = request.into_parts();
     let request = http::Request::from_parts(parts, Body::Empty);
     let request_id = request_ids(&request).request_id;
-    respond(error.problem().into_response(&request_id))
+    respond(
+        error
+            .problem()
+            .into_response(&request_id)
+            .map(ResponseBody::Whole),
+    )
 }
 
 fn parse_query(query: &str) -> QueryMap {
@@ -84,13 +89,14 @@ fn parse_query(query: &str) -> QueryMap {
     QueryMap::from(map)
 }
 
-fn respond(response: http::Response<Body>) -> AxumResponse {
+fn respond(response: http::Response<ResponseBody>) -> AxumResponse {
     let (parts, body) = response.into_parts();
     let body = match body {
-        Body::Empty => axum::body::Body::empty(),
-        Body::Text(text) => axum::body::Body::from(text),
-        Body::Binary(bytes) => axum::body::Body::from(bytes),
-        _ => axum::body::Body::empty(),
+        ResponseBody::Whole(Body::Empty) => axum::body::Body::empty(),
+        ResponseBody::Whole(Body::Text(text)) => axum::body::Body::from(text),
+        ResponseBody::Whole(Body::Binary(bytes)) => axum::body::Body::from(bytes),
+        ResponseBody::Whole(_) => axum::body::Body::empty(),
+        ResponseBody::Streamed(body) => axum::body::Body::new(body),
     };
     (parts, body).into_response()
 }

@@ -15,6 +15,7 @@ use shared::handlers::auth_logout::AuthLogout;
 use shared::handlers::channels::ChannelsHandler;
 use shared::handlers::cleanup::Cleanup;
 use shared::handlers::conversations::ConversationsHandler;
+use shared::handlers::events::EventsHandler;
 use shared::handlers::health::Health;
 use shared::handlers::me::Me;
 use shared::handlers::notifications::NotificationsHandler;
@@ -24,14 +25,26 @@ use shared::handlers::token_refresher::TokenRefresher;
 use shared::handlers::webhook_mercadolivre::WebhookMercadoLivre;
 use shared::handlers::webhook_meta::WebhookMeta;
 use shared::handlers::webhook_worker::WebhookWorker;
-use shared::handlers::{HttpHandler, QueueHandler, ScheduledHandler};
-use shared::http::ApiError;
+use shared::handlers::{HttpHandler, QueueHandler, ScheduledHandler, StreamingHandler};
+use shared::http::{ApiError, StreamingBody};
 use shared::services::Services;
 use shared::store::EpochSeconds;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub type Handler =
-    Arc<dyn Fn(Request) -> BoxFuture<Result<Response<Body>, ApiError>> + Send + Sync>;
+    Arc<dyn Fn(Request) -> BoxFuture<Result<Response<ResponseBody>, ApiError>> + Send + Sync>;
+
+/// What an HTTP handler answers with: a whole body, or one streamed as it is produced.
+pub enum ResponseBody {
+    Whole(Body),
+    Streamed(StreamingBody),
+}
+
+impl From<Body> for ResponseBody {
+    fn from(body: Body) -> Self {
+        ResponseBody::Whole(body)
+    }
+}
 /// One run of a scheduled worker at a time: its error, if it failed, as text.
 pub type Run = Arc<dyn Fn(EpochSeconds) -> BoxFuture<Result<(), String>> + Send + Sync>;
 /// One batch of a queue worker, answered as Lambda's partial batch response; the second
@@ -52,6 +65,7 @@ const HTTP: &[Build<Handler>] = &[
     http::<QuestionsHandler>,
     http::<ConversationsHandler>,
     http::<NotificationsHandler>,
+    streaming::<EventsHandler>,
     http::<WebhookMercadoLivre>,
     http::<WebhookMeta>,
 ];
@@ -70,7 +84,24 @@ fn http<H: HttpHandler>(services: &Services) -> Result<(&'static str, Handler), 
     let handler = Arc::new(H::build(services)?);
     let handle: Handler = Arc::new(move |request| {
         let handler = Arc::clone(&handler);
-        Box::pin(async move { handler.handle(request).await })
+        Box::pin(async move {
+            let response = handler.handle(request).await?;
+            Ok(response.map(ResponseBody::Whole))
+        })
+    });
+    Ok((H::FUNCTION, handle))
+}
+
+fn streaming<H: StreamingHandler>(
+    services: &Services,
+) -> Result<(&'static str, Handler), ConfigError> {
+    let handler = Arc::new(H::build(services)?);
+    let handle: Handler = Arc::new(move |request| {
+        let handler = Arc::clone(&handler);
+        Box::pin(async move {
+            let response = handler.handle(request).await?;
+            Ok(response.map(ResponseBody::Streamed))
+        })
     });
     Ok((H::FUNCTION, handle))
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{MethodFilter, on};
+use axum::serve::ListenerExt;
 use shared::config::{Config, ConfigError};
 use shared::http::ApiError;
 use shared::routes::ROUTES;
@@ -91,6 +92,21 @@ pub async fn serve(
     let functions = Arc::new(Functions::new(&services)?);
     let app = router(Arc::clone(&functions), sandbox.as_ref())
         .into_make_service_with_connect_info::<SocketAddr>();
+    // Event streams would hold the drain open until they end: they end when it begins.
+    let live_events = services.live_events();
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(live_events) = live_events {
+            live_events.close();
+        }
+    };
+    // No Nagle: a streamed event (a few hundred bytes) must not wait for the client's
+    // delayed ACK of the one before.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %error, "could not set TCP_NODELAY");
+        }
+    });
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = services.config().local_workers.then(|| {

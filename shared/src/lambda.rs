@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::adapters::Adapters;
 use crate::config::{Config, ConfigError, Profile};
-use crate::handlers::{HttpHandler, QueueHandler, ScheduledHandler};
+use crate::handlers::{HttpHandler, QueueHandler, ScheduledHandler, StreamingHandler};
 use crate::services::Services;
 
 /// Runs HTTP function `H` (API Gateway REST proxy events) until the runtime stops it.
@@ -23,6 +23,19 @@ pub async fn serve_http<H: HttpHandler>() -> Result<(), lambda_http::Error> {
     let services = init(H::FUNCTION).await?;
     let handler = H::build(&services).inspect_err(log_init_error)?;
     lambda_http::run(service_fn(|request| {
+        let response = crate::http::serve(request, |request| handler.handle(request));
+        async move { Ok::<_, Infallible>(response.await) }
+    }))
+    .await
+}
+
+/// Runs HTTP function `H`, whose responses are streamed (`lambda_http`'s streaming
+/// response: the HTTP integration prelude, then the body as it is produced), until the
+/// runtime stops it. Its route's integration must use API Gateway's STREAM transfer mode.
+pub async fn serve_http_streaming<H: StreamingHandler>() -> Result<(), lambda_http::Error> {
+    let services = init(H::FUNCTION).await?;
+    let handler = H::build(&services).inspect_err(log_init_error)?;
+    lambda_http::run_with_streaming_response(service_fn(|request| {
         let response = crate::http::serve(request, |request| handler.handle(request));
         async move { Ok::<_, Infallible>(response.await) }
     }))

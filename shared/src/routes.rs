@@ -94,6 +94,11 @@ pub const ROUTES: &[Route] = &[
         function: "conversations",
     },
     Route {
+        method: "GET",
+        path: "/v1/events",
+        function: "events",
+    },
+    Route {
         method: "POST",
         path: "/webhooks/mercadolivre",
         function: "webhook-mercadolivre",

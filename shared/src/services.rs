@@ -6,6 +6,10 @@
 //! for what its handler takes (and needs only that part of the configuration), and the
 //! local runner's handlers share one limiter, one Mercado Livre client (one circuit
 //! breaker) and one set of keys.
+//!
+//! The local profile's store publishes its event writes as they commit
+//! ([`LiveEvents`]): the local runner's event streams are pushed to, where a Lambda
+//! function's poll the store.
 
 use std::sync::{Arc, OnceLock};
 
@@ -15,6 +19,7 @@ use crate::auth::{Authenticator, GrantCipher, Grants, SessionKeys, Sessions};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Profile};
 use crate::events::Events;
+use crate::events::live::LiveEvents;
 use crate::http::cursor::Cursors;
 use crate::queue::Queue;
 use crate::ratelimit::Limiter;
@@ -39,6 +44,7 @@ pub struct SharedLimiter {
 pub struct Services {
     config: Config,
     store: Arc<dyn Store>,
+    live_events: Option<Arc<LiveEvents>>,
     webhook_queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
     upstash: OnceLock<Option<Upstash>>,
@@ -61,9 +67,17 @@ fn once<T: Clone, E>(cell: &OnceLock<T>, make: impl FnOnce() -> Result<T, E>) ->
 
 impl Services {
     pub fn new(config: Config, adapters: Adapters) -> Self {
+        let (store, live_events) = match config.profile {
+            Profile::Local => {
+                let live = LiveEvents::new(config.events.live_buffer);
+                (live.watch(adapters.store), Some(live))
+            }
+            Profile::Lambda => (adapters.store, None),
+        };
         Self {
             config,
-            store: adapters.store,
+            store,
+            live_events,
             webhook_queue: adapters.webhook_queue,
             clock: Arc::new(SystemClock),
             upstash: OnceLock::new(),
@@ -89,6 +103,11 @@ impl Services {
 
     pub fn store(&self) -> Arc<dyn Store> {
         Arc::clone(&self.store)
+    }
+
+    /// The live event logs, in the local profile (one process sees every write).
+    pub fn live_events(&self) -> Option<Arc<LiveEvents>> {
+        self.live_events.clone()
     }
 
     pub fn webhook_queue(&self) -> Arc<dyn Queue> {

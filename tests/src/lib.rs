@@ -4,5 +4,7 @@ pub mod local_runner;
 pub mod moto;
 pub mod runtime_api;
 pub mod sandbox_login;
+pub mod sse;
 pub mod template;
 pub mod upstash_shim;
+pub mod whatsapp;

@@ -19,7 +19,12 @@ impl LocalRunner {
     /// Starts `local` with its data in `data_dir`, on a free port, and waits until it
     /// listens. `env` adds or overrides variables.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> LocalRunner {
-        let mut child = command(data_dir, env)
+        Self::start_binary(&function_binary("local", false), data_dir, env)
+    }
+
+    /// [`Self::start`] with another build of the runner (a benchmark's).
+    pub fn start_binary(binary: &Path, data_dir: &Path, env: &[(&str, &str)]) -> LocalRunner {
+        let mut child = command(binary, data_dir, env)
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn the local runner");
@@ -58,7 +63,7 @@ impl LocalRunner {
     /// Runs `local` as [`LocalRunner::start`] does, expecting it to stop before it
     /// listens: how it exited, and what it wrote (log and error).
     pub fn run_to_exit(data_dir: &Path, env: &[(&str, &str)]) -> (ExitStatus, String) {
-        let mut child = command(data_dir, env)
+        let mut child = command(&function_binary("local", false), data_dir, env)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the local runner");
@@ -81,6 +86,10 @@ impl LocalRunner {
             String::from_utf8_lossy(&output.stderr)
         );
         (output.status, text)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -114,8 +123,8 @@ impl LocalRunner {
 
 /// The runner's command: its data in `data_dir`, on a free port, stdout piped; `env`
 /// adds or overrides variables.
-fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(function_binary("local", false));
+fn command(binary: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(binary);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

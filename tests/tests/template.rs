@@ -609,6 +609,8 @@ const AUTH_FUNCTION_DYNAMODB: &[(&str, &[&str], &[&str])] = &[
         ],
         &["dynamodb:Query"],
     ),
+    // The revocation check (get) and the tenant's event log (query).
+    ("events", &["dynamodb:GetItem", "dynamodb:Query"], &[]),
     // Grants due on the expiry index (query gsi1), then per grant: get, conditional puts
     // (lease, tokens, status), and an event put.
     (
@@ -865,4 +867,53 @@ fn ingest_functions_may_only_send_to_the_webhook_queue() {
             "{binary}: nothing stored on the ingest path"
         );
     }
+}
+
+/// The functions that answer with a streamed response (`shared::lambda::serve_http_streaming`).
+const STREAMING_FUNCTIONS: &[&str] = &["events"];
+
+#[test]
+fn only_the_event_stream_is_streamed_and_its_function_outlasts_every_stream() {
+    let doc = template::load();
+    let config = shared::config::Config::from_vars(shared::config::Profile::Lambda, |name| {
+        matches!(name, "TABLE_NAME" | "WEBHOOK_QUEUE_URL").then(|| "set".to_owned())
+    })
+    .unwrap();
+    let mut streaming = BTreeSet::new();
+    for (id, function) in functions(&doc) {
+        let binary = binary_name(function).unwrap_or_default();
+        let streams = STREAMING_FUNCTIONS.contains(&binary);
+        for (event, props) in function_events(function, "Api") {
+            // SAM then writes the integration's responseTransferMode STREAM and the
+            // InvokeWithResponseStream URI.
+            let mode = get(props, "ResponseTransferMode").and_then(Value::as_str);
+            assert_eq!(mode, streams.then_some("RESPONSE_STREAM"), "{id}.{event}");
+            if streams {
+                assert_eq!(
+                    as_u64(get(props, "TimeoutInMillis")),
+                    Some(900_000),
+                    "{id}.{event}: a stream may last API Gateway's 15 minutes"
+                );
+                streaming.insert(binary);
+            }
+        }
+        if streams {
+            let timeout = as_u64(function_property(&doc, function, "Timeout"))
+                .unwrap_or_else(|| panic!("{id}: no Timeout"));
+            assert!(
+                config.events.stream_for < std::time::Duration::from_secs(timeout),
+                "{id}: streams (EVENTS_STREAM_MS, {:?}) must end before the function's timeout ({timeout} s)",
+                config.events.stream_for
+            );
+            assert!(
+                config.events.heartbeat < std::time::Duration::from_secs(300),
+                "{id}: heartbeats must beat API Gateway's 5-minute idle timeout"
+            );
+        }
+    }
+    let expected: BTreeSet<&str> = STREAMING_FUNCTIONS.iter().copied().collect();
+    assert_eq!(
+        streaming, expected,
+        "every streaming function has a streamed route"
+    );
 }

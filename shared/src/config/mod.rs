@@ -5,6 +5,7 @@
 
 mod auth;
 mod backends;
+mod events;
 mod health;
 mod mercadolivre;
 mod rate_limit;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 
 pub use auth::{AuthSettings, is_local_path};
 pub use backends::{QueueBackend, StoreBackend};
+pub use events::EventStreamSettings;
 pub use health::HealthSettings;
 pub use mercadolivre::{BreakerPolicy, MercadoLivreSettings, RetryPolicy};
 pub use rate_limit::{HourlyBudget, RateLimitSettings, ThrottleScope};
@@ -52,6 +54,7 @@ pub struct Config {
     pub rate_limit: RateLimitSettings,
     pub auth: AuthSettings,
     pub worker: WorkerSettings,
+    pub events: EventStreamSettings,
     /// The Secrets Manager secret to read at init, if any.
     pub secrets_arn: Option<String>,
     pub secrets: Secrets,
@@ -101,6 +104,7 @@ impl Config {
             rate_limit: rate_limit::read(&vars)?,
             auth: auth::read(&vars, profile)?,
             worker: webhooks::read(&vars)?,
+            events: events::read(&vars, profile)?,
             secrets_arn: vars.text("SECRETS_ARN"),
             secrets: Secrets::from_env(|name| vars.text(name)),
         })

@@ -10,6 +10,7 @@ pub mod auth_logout;
 pub mod channels;
 pub mod cleanup;
 pub mod conversations;
+pub mod events;
 pub mod health;
 pub mod me;
 pub mod notifications;
@@ -25,7 +26,7 @@ use std::future::Future;
 use lambda_http::{Body, Request, Response};
 
 use crate::config::ConfigError;
-use crate::http::ApiError;
+use crate::http::{ApiError, StreamingBody};
 use crate::services::Services;
 use crate::store::EpochSeconds;
 
@@ -42,6 +43,22 @@ pub trait HttpHandler: Sized + Send + Sync + 'static {
         &self,
         request: Request,
     ) -> impl Future<Output = Result<Response<Body>, ApiError>> + Send;
+}
+
+/// The handler of an HTTP function whose response body is streamed as it is produced
+/// (Server-Sent Events): in Lambda through response streaming (API Gateway's STREAM
+/// transfer mode), in the local runner straight to the connection.
+pub trait StreamingHandler: Sized + Send + Sync + 'static {
+    const FUNCTION: &'static str;
+
+    fn build(services: &Services) -> Result<Self, ConfigError>;
+
+    /// The response head is sent once this returns; the body as it comes. An error is a
+    /// whole problem response, as with [`HttpHandler`].
+    fn handle(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<Response<StreamingBody>, ApiError>> + Send;
 }
 
 /// The handler of a scheduled function (an EventBridge rule at the rate

@@ -6,6 +6,8 @@ pub mod cursor;
 mod problem;
 pub mod rate_limit;
 mod request;
+pub mod sse;
+mod streaming;
 
 use std::future::Future;
 
@@ -17,6 +19,7 @@ pub use rate_limit::{EndpointLimit, RateLimitHeaders};
 pub use request::{
     RequestIds, body_bytes, client_ip, path_param, query_param, request_ids, resource_path,
 };
+pub use streaming::StreamingBody;
 
 /// The most body any endpoint accepts unless it sets its own limit.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -61,11 +64,13 @@ pub fn redirect(status: http::StatusCode, location: &str) -> Result<Response<Bod
 }
 
 /// Runs `handler` for `request` inside the invocation's log span, turns its error into a
-/// problem response, and echoes the request id on every response.
-pub async fn serve<F, Fut>(request: Request, handler: F) -> Response<Body>
+/// problem response, and echoes the request id on every response. The response body is
+/// whole ([`Body`]) or streamed ([`StreamingBody`]).
+pub async fn serve<B, F, Fut>(request: Request, handler: F) -> Response<B>
 where
+    B: From<Body>,
     F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Result<Response<Body>, ApiError>>,
+    Fut: Future<Output = Result<Response<B>, ApiError>>,
 {
     let ids = request_ids(&request);
     let span = crate::telemetry::invocation_span(&ids.request_id, &ids.correlation_id);
@@ -76,7 +81,7 @@ where
             Ok(response) => response,
             Err(error) => {
                 error.log();
-                error.problem().into_response(&ids.request_id)
+                error.problem().into_response(&ids.request_id).map(B::from)
             }
         };
         if let Ok(value) = http::HeaderValue::from_str(&ids.request_id) {

@@ -46,11 +46,14 @@ struct Pending {
     event: Bytes,
     deadline_ms: u128,
     reply: oneshot::Sender<Completion>,
+    chunks: Option<mpsc::UnboundedSender<Bytes>>,
 }
 
 struct InFlight {
     reply: oneshot::Sender<Completion>,
     delivered_at: Instant,
+    /// Where each chunk of a streamed response goes as it arrives, if anywhere.
+    chunks: Option<mpsc::UnboundedSender<Bytes>>,
 }
 
 struct Completion {
@@ -217,6 +220,26 @@ impl RuntimeApi {
         event: Value,
         timeout: Duration,
     ) -> Result<Invocation, HarnessError> {
+        self.invoke_with(event, timeout, None).await
+    }
+
+    /// [`Self::invoke`], also sending each chunk of a streamed response to `chunks` as it
+    /// arrives (the HTTP integration prelude included; [`super::LiveBody`] reads them).
+    pub async fn invoke_streaming(
+        &self,
+        event: Value,
+        timeout: Duration,
+        chunks: mpsc::UnboundedSender<Bytes>,
+    ) -> Result<Invocation, HarnessError> {
+        self.invoke_with(event, timeout, Some(chunks)).await
+    }
+
+    pub(super) async fn invoke_with(
+        &self,
+        event: Value,
+        timeout: Duration,
+        chunks: Option<mpsc::UnboundedSender<Bytes>>,
+    ) -> Result<Invocation, HarnessError> {
         let started = Instant::now();
         let request_id = uuid::Uuid::new_v4().to_string();
         let event = serde_json::to_vec(&event)
@@ -228,6 +251,7 @@ impl RuntimeApi {
                 event: Bytes::from(event),
                 deadline_ms: epoch_millis() + timeout.as_millis(),
                 reply,
+                chunks,
             })
             .map_err(|_| HarnessError::Emulator("the emulator's queue is closed".into()))?;
 
@@ -337,6 +361,7 @@ async fn next_invocation(State(shared): State<Arc<Shared>>) -> Response {
             InFlight {
                 reply: pending.reply,
                 delivered_at: Instant::now(),
+                chunks: pending.chunks,
             },
         );
         let mut headers = HeaderMap::new();
@@ -360,13 +385,22 @@ async fn next_invocation(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// Reads a whole request body, including chunked bodies and their trailers.
-async fn read_body(mut body: Body) -> Result<(Vec<u8>, Option<HeaderMap>), axum::Error> {
+/// Reads a whole request body, including chunked bodies and their trailers, sending each
+/// chunk to `chunks` as it arrives.
+async fn read_body(
+    mut body: Body,
+    chunks: Option<&mpsc::UnboundedSender<Bytes>>,
+) -> Result<(Vec<u8>, Option<HeaderMap>), axum::Error> {
     let mut data = Vec::new();
     let mut trailers: Option<HeaderMap> = None;
     while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         match frame?.into_data() {
-            Ok(chunk) => data.extend_from_slice(&chunk),
+            Ok(chunk) => {
+                if let Some(chunks) = chunks {
+                    let _ = chunks.send(chunk.clone());
+                }
+                data.extend_from_slice(&chunk);
+            }
             Err(frame) => {
                 if let Ok(map) = frame.into_trailers() {
                     trailers.get_or_insert_with(HeaderMap::new).extend(map);
@@ -417,12 +451,19 @@ async fn invocation_response(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (data, trailers) = match read_body(body).await {
+    let streaming = header_string(&headers, RESPONSE_MODE_HEADER)
+        .is_some_and(|mode| mode.eq_ignore_ascii_case("streaming"));
+    let chunks = streaming
+        .then(|| {
+            lock(&shared.inflight)
+                .get(&request_id)
+                .and_then(|inflight| inflight.chunks.clone())
+        })
+        .flatten();
+    let (data, trailers) = match read_body(body, chunks.as_ref()).await {
         Ok(read) => read,
         Err(error) => return bad_body(error),
     };
-    let streaming = header_string(&headers, RESPONSE_MODE_HEADER)
-        .is_some_and(|mode| mode.eq_ignore_ascii_case("streaming"));
     let outcome = if streaming {
         Outcome::Streamed(parse_streamed(&headers, data, trailers.as_ref()))
     } else {
@@ -483,7 +524,7 @@ async fn invocation_error(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (data, _) = match read_body(body).await {
+    let (data, _) = match read_body(body, None).await {
         Ok(read) => read,
         Err(error) => return bad_body(error),
     };
@@ -495,7 +536,7 @@ async fn invocation_error(
 }
 
 async fn init_error(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    let (data, _) = match read_body(body).await {
+    let (data, _) = match read_body(body, None).await {
         Ok(read) => read,
         Err(error) => return bad_body(error),
     };

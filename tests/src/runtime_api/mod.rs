@@ -263,6 +263,58 @@ impl Invocation {
     }
 }
 
+/// A streamed response's body as it arrives: give [`LiveBody::channel`]'s sender to
+/// [`RuntimeApi::invoke_streaming`] (or [`FunctionProcess::invoke_streaming`]) and read
+/// here while the invocation runs.
+pub struct LiveBody {
+    chunks: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    raw: Vec<u8>,
+}
+
+impl LiveBody {
+    pub fn channel() -> (tokio::sync::mpsc::UnboundedSender<Bytes>, LiveBody) {
+        let (sender, chunks) = tokio::sync::mpsc::unbounded_channel();
+        let body = LiveBody {
+            chunks,
+            raw: Vec::new(),
+        };
+        (sender, body)
+    }
+
+    /// The body so far (after the HTTP integration prelude, when there is one) as text.
+    pub fn text(&self) -> String {
+        const DELIMITER: [u8; 8] = [0; 8];
+        let body = match self.raw.windows(8).position(|window| window == DELIMITER) {
+            Some(at) => &self.raw[at + DELIMITER.len()..],
+            // The prelude (JSON) is still arriving: no body yet.
+            None if self.raw.first() == Some(&b'{') => &[],
+            None => &self.raw[..],
+        };
+        String::from_utf8_lossy(body).into_owned()
+    }
+
+    /// Waits (at most `timeout`) until the body contains `needle`; the body so far.
+    pub async fn until(&mut self, needle: &str, timeout: Duration) -> Result<String, HarnessError> {
+        let waited = tokio::time::timeout(timeout, async {
+            while !self.text().contains(needle) {
+                match self.chunks.recv().await {
+                    Some(chunk) => self.raw.extend_from_slice(&chunk),
+                    None => return Err(HarnessError::Emulator("the stream ended".into())),
+                }
+            }
+            Ok(self.text())
+        })
+        .await;
+        waited.unwrap_or_else(|_| {
+            Err(HarnessError::Timeout {
+                what: "a streamed chunk",
+                after: timeout,
+                logs: self.text(),
+            })
+        })
+    }
+}
+
 /// Standard base64, padded or not: lambda_http and lambda_runtime pad, other runtimes may not.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,

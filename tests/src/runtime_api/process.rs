@@ -207,12 +207,32 @@ impl FunctionProcess {
         event: Value,
         timeout: Duration,
     ) -> Result<Invocation, HarnessError> {
+        self.invoke_with(event, timeout, None).await
+    }
+
+    /// [`Self::invoke`], also sending each chunk of a streamed response to `chunks` as it
+    /// arrives (see [`super::LiveBody`]).
+    pub async fn invoke_streaming(
+        &mut self,
+        event: Value,
+        timeout: Duration,
+        chunks: tokio::sync::mpsc::UnboundedSender<axum::body::Bytes>,
+    ) -> Result<Invocation, HarnessError> {
+        self.invoke_with(event, timeout, Some(chunks)).await
+    }
+
+    async fn invoke_with(
+        &mut self,
+        event: Value,
+        timeout: Duration,
+        chunks: Option<tokio::sync::mpsc::UnboundedSender<axum::body::Bytes>>,
+    ) -> Result<Invocation, HarnessError> {
         let result = {
             let Self { api, child, .. } = self;
             race_exit(
                 child,
                 "answering the invocation",
-                api.invoke(event, timeout),
+                api.invoke_with(event, timeout, chunks),
             )
             .await
         };
