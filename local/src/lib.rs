@@ -70,8 +70,11 @@ pub fn router(functions: Arc<Functions>, sandbox: Option<&Arc<Sandbox>>) -> Rout
         })
 }
 
-/// Serves until `shutdown` resolves, then drains the requests in flight, the scheduled
-/// runs and the queue batches in progress.
+/// Serves until `shutdown` resolves, then stops: no new connection is taken, and the
+/// requests in flight, the scheduled runs and the queue batches in progress are given the
+/// worker's timeout (what Lambda would give a batch) to finish. Past that it stops anyway:
+/// a batch it did not settle comes back on the queue after its visibility timeout, and
+/// the worker applies each envelope once however often it arrives.
 pub async fn serve(
     config: &Config,
     listener: TcpListener,
@@ -108,13 +111,15 @@ pub async fn serve(
         }
     });
 
+    let grace = services.config().worker.timeout;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = services.config().local_workers.then(|| {
         tokio::spawn(workers::run(
             Arc::clone(&functions),
             services.clock(),
             services.webhook_queue(),
-            stopped,
+            grace,
+            stopped.clone(),
         ))
     });
     tracing::info!(
@@ -123,12 +128,38 @@ pub async fn serve(
         mercadolivre = %services.config().mercadolivre.api_url,
         "listening"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    let _ = stop.send(true);
-    if let Some(workers) = workers {
-        let _ = workers.await;
+    // The signal stops the server and the workers at once.
+    let signalled = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(signalled)
+            .into_future(),
+    );
+    let mut signal = stopped;
+    tokio::select! {
+        _ = signal.wait_for(|stop| *stop) => {}
+        served = &mut server => return Ok(served??),
+    }
+    tracing::info!(
+        grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+        "shutting down: taking no new connection; draining the requests in flight and the batches in progress"
+    );
+    let drain = async {
+        let served = server.await;
+        if let Some(workers) = workers {
+            let _ = workers.await;
+        }
+        served
+    };
+    match tokio::time::timeout(grace, drain).await {
+        Ok(served) => served??,
+        Err(_) => tracing::warn!(
+            "shutdown: requests or batches still running after the grace period are cut \
+             off (a batch not settled comes back on the queue)"
+        ),
     }
     tracing::info!("stopped");
     Ok(())

@@ -17,6 +17,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
 }
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = shutdown_signal()?;
     // Log and metric lines go through one buffered writer on its own thread: a server
     // under load would otherwise make a write call per line. The guard flushes on exit.
     let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -31,7 +32,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         .await
         .inspect_err(shared::lambda::log_init_error)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    local::serve(&config, listener, shutdown_signal()).await
+    local::serve(&config, listener, shutdown).await
 }
 
 /// Runs `op`: its report on stdout, its logs on stderr; why it failed, if it did, last.
@@ -53,22 +54,24 @@ async fn operate(op: &Op) -> ExitCode {
     }
 }
 
-/// SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGINT (Ctrl-C) or SIGTERM. The handlers are installed here, not when the future is
+/// first polled: a signal that comes while the runner starts must stop it gracefully too,
+/// not by the default disposition.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => return interrupt.await.unwrap_or_default(),
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down: draining requests in flight");
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

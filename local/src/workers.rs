@@ -15,17 +15,16 @@ use tokio::task::JoinSet;
 
 use crate::functions::Functions;
 
-/// The worker function's timeout in template.yaml; the queue's visibility timeout is six
-/// times it.
-const WORKER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Batches handled at once: the event source mapping's MaximumConcurrency.
 const CONSUMERS: usize = 2;
 
 /// Runs every worker until `stop` turns true; runs and batches in progress finish first.
+/// A queue worker's batch may run for `worker_timeout` (its Lambda function's Timeout).
 pub async fn run(
     functions: Arc<Functions>,
     clock: Arc<dyn Clock>,
     webhook_queue: Arc<dyn Queue>,
+    worker_timeout: Duration,
     stop: watch::Receiver<bool>,
 ) {
     let mut workers = JoinSet::new();
@@ -48,6 +47,7 @@ pub async fn run(
                         Arc::clone(&functions),
                         Arc::clone(&clock),
                         Arc::clone(&webhook_queue),
+                        worker_timeout,
                         stop.clone(),
                     ));
                 }
@@ -83,17 +83,19 @@ async fn consume(
     functions: Arc<Functions>,
     clock: Arc<dyn Clock>,
     queue: Arc<dyn Queue>,
+    timeout: Duration,
     stop: watch::Receiver<bool>,
 ) {
     let batch = functions.queued(function);
     let settings = ConsumerSettings {
         batch_size: shared::queue::MAX_BATCH,
-        visibility_timeout: WORKER_TIMEOUT * 6,
+        // As template.yaml's WebhookQueue: 6 times the worker's timeout.
+        visibility_timeout: timeout * 6,
         wait: Duration::from_secs(1),
         queue_arn: "arn:aws:sqs:local:000000000000:webhooks".into(),
         region: "local".into(),
     };
-    let deadline = i64::try_from(WORKER_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
+    let deadline = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
     let handler = |event| {
         let response = batch(event, clock.now_ms() + deadline);
         async move { Ok::<_, std::convert::Infallible>(response.await) }

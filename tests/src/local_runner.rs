@@ -101,23 +101,58 @@ impl LocalRunner {
     }
 
     /// Sends SIGTERM and waits for the process to exit.
-    pub fn terminate(mut self) -> ExitStatus {
+    pub fn terminate(self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait(Duration::from_secs(10))
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, ...) without waiting.
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit by itself, failing the test after `within`.
+    pub fn wait(mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for the local runner") {
                 return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "the local runner did not stop on SIGTERM"
+                "the local runner did not stop; its log:\n{}",
+                self.log().join("\n")
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the process (SIGKILL: nothing of it runs after) and waits for it to be gone.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL the local runner");
+        self.child.wait().expect("wait for the local runner");
+    }
+
+    /// Whether a log line containing `text` appears within `within`.
+    pub fn wait_for_log(&self, text: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|line| line.contains(text))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 }
 

@@ -545,8 +545,8 @@ fn no_function_policy_has_a_dynamodb_wildcard_or_a_table_it_does_not_own() {
 }
 
 /// What each function may do to the table, by the code path its handler runs (see the
-/// comments in template.yaml): (table actions, gsi1 actions).
-const AUTH_FUNCTION_DYNAMODB: &[(&str, &[&str], &[&str])] = &[
+/// comments in template.yaml): (table actions, gsi1 actions). Every function is listed.
+const FUNCTION_DYNAMODB: &[(&str, &[&str], &[&str])] = &[
     // login::save: a conditional put of the one-time state.
     ("auth-login", &["dynamodb:PutItem"], &[]),
     // login::take (delete), tenant lookup/creation (get; transaction of puts), grant
@@ -631,20 +631,103 @@ const AUTH_FUNCTION_DYNAMODB: &[(&str, &[&str], &[&str])] = &[
         ],
         &[],
     ),
+    // The store probe (put, get of its one item), the revocation check (get), the
+    // caller's parked webhooks (query).
+    (
+        "health",
+        &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+        &[],
+    ),
+    // Nothing is stored on the ingest path.
+    ("webhook-mercadolivre", &[], &[]),
+    ("webhook-meta", &[], &[]),
+    // Receipts (conditional put, release), tenants, links and grants (get), inbox changes
+    // (transactions of puts, adds to the unread counter), conversations (get).
+    (
+        "webhook-worker",
+        &[
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        ],
+        &[],
+    ),
+    // Connected sellers on the expiry index (query gsi1), their grants and the receipts
+    // of what was applied (get).
+    ("reconciler", &["dynamodb:GetItem"], &["dynamodb:Query"]),
 ];
 
+/// The queues each function may act on, as (action, queue resource), by the code path
+/// its handler runs. What SAM adds for an SQS event source (the managed
+/// AWSLambdaSQSQueueExecutionRole) is not in the template's statements.
+const FUNCTION_SQS: &[(&str, &[(&str, &str)])] = &[
+    // The queue probe reads both depths.
+    (
+        "health",
+        &[
+            ("sqs:GetQueueAttributes", "WebhookQueue"),
+            ("sqs:GetQueueAttributes", "WebhookDeadLetterQueue"),
+        ],
+    ),
+    // Re-sends the seller's parked webhooks (SendMessageBatch is authorized as
+    // SendMessage).
+    ("auth-callback", &[("sqs:SendMessage", "WebhookQueue")]),
+    // Ingest: each webhook's envelopes onto the queue.
+    (
+        "webhook-mercadolivre",
+        &[("sqs:SendMessage", "WebhookQueue")],
+    ),
+    ("webhook-meta", &[("sqs:SendMessage", "WebhookQueue")]),
+    // Deferrals re-sent, a failed record hidden for its backoff, and what fails 3 times
+    // sent to the dead-letter queue.
+    (
+        "webhook-worker",
+        &[
+            ("sqs:ChangeMessageVisibility", "WebhookQueue"),
+            ("sqs:SendMessage", "WebhookQueue"),
+            ("sqs:SendMessage", "WebhookDeadLetterQueue"),
+        ],
+    ),
+    // Missed notifications go back through the webhook queue.
+    ("reconciler", &[("sqs:SendMessage", "WebhookQueue")]),
+];
+
+/// The queue a policy `Resource` names: `!GetAtt <Queue>.Arn` of an SQS queue.
+fn queue_of(doc: &Value, resource: &Value) -> Option<String> {
+    let refs = template::references(resource);
+    match refs.as_slice() {
+        [r] if r.kind == RefKind::GetAtt
+            && r.target.ends_with(".Arn")
+            && template::resource(doc, r.base()).and_then(resource_type)
+                == Some("AWS::SQS::Queue") =>
+        {
+            Some(r.base().to_owned())
+        }
+        _ => None,
+    }
+}
+
 #[test]
-fn auth_functions_get_exactly_the_actions_their_handlers_use() {
+fn every_function_gets_exactly_the_table_queue_and_secret_actions_its_handler_uses() {
     let doc = template::load();
     let by_binary: BTreeMap<&str, &Value> = functions(&doc)
         .into_iter()
         .filter_map(|(_, f)| binary_name(f).map(|b| (b, f)))
         .collect();
-    for (binary, table, gsi1) in AUTH_FUNCTION_DYNAMODB {
+    let listed: BTreeSet<&str> = FUNCTION_DYNAMODB.iter().map(|(b, _, _)| *b).collect();
+    let deployed: BTreeSet<&str> = by_binary.keys().copied().collect();
+    assert_eq!(
+        listed, deployed,
+        "every function's table actions are listed in FUNCTION_DYNAMODB"
+    );
+    for (binary, table, gsi1) in FUNCTION_DYNAMODB {
         let function = by_binary
             .get(binary)
             .unwrap_or_else(|| panic!("no function builds {binary}"));
         let mut granted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut queues: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut secret_statements = 0;
         for statement in policy_statements(function) {
             assert_eq!(
                 get(statement, "Effect").and_then(Value::as_str),
@@ -660,15 +743,13 @@ fn auth_functions_get_exactly_the_actions_their_handlers_use() {
                             granted.entry(part).or_default().insert(action);
                         }
                     }
-                    "sqs" if *binary == "auth-callback" => {
-                        // It re-sends the seller's parked webhooks, and nothing else.
-                        assert_eq!(action, "sqs:SendMessage", "{binary}");
-                        let targets: Vec<_> = statement_resources(statement)
-                            .iter()
-                            .flat_map(|r| template::references(r))
-                            .map(|r| r.target)
-                            .collect();
-                        assert_eq!(targets, ["WebhookQueue.Arn"], "{binary}: queue resource");
+                    "sqs" => {
+                        for resource in statement_resources(statement) {
+                            let queue = queue_of(&doc, resource).unwrap_or_else(|| {
+                                panic!("{binary}: {action} on {resource:?}, not a queue's Arn")
+                            });
+                            queues.insert((action.to_owned(), queue));
+                        }
                     }
                     "secretsmanager" => {
                         assert_eq!(action, "secretsmanager:GetSecretValue", "{binary}");
@@ -679,6 +760,7 @@ fn auth_functions_get_exactly_the_actions_their_handlers_use() {
                             .map(|r| r.target)
                             .collect();
                         assert_eq!(refs, ["SecretsArn"], "{binary}: secret resource");
+                        secret_statements += 1;
                     }
                     other => panic!("{binary}: unexpected {other} action {action}"),
                 }
@@ -697,7 +779,49 @@ fn auth_functions_get_exactly_the_actions_their_handlers_use() {
             "{binary}: actions on gsi1"
         );
         assert!(granted.is_empty(), "{binary}: other grants {granted:?}");
+        let expected_queues: BTreeSet<(String, String)> = FUNCTION_SQS
+            .iter()
+            .filter(|(b, _)| b == binary)
+            .flat_map(|(_, grants)| grants.iter())
+            .map(|(action, queue)| ((*action).to_owned(), (*queue).to_owned()))
+            .collect();
+        assert_eq!(queues, expected_queues, "{binary}: actions on the queues");
+        // Every function reads the one secret at init, and only when it is set.
+        assert_eq!(
+            secret_statements, 1,
+            "{binary}: one statement for the secret"
+        );
+        assert_secret_grant_is_conditional(function, binary);
     }
+}
+
+/// The secret's statement sits in `!If [HasSecretsArn, <statement>, !Ref AWS::NoValue]`:
+/// with no secret configured there is no secretsmanager permission at all.
+fn assert_secret_grant_is_conditional(function: &Value, binary: &str) {
+    let statements = get_path(function, &["Properties", "Policies"])
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|policy| get(policy, "Statement").and_then(Value::as_sequence))
+        .flatten();
+    let conditional = statements
+        .filter_map(|statement| match statement {
+            Value::Tagged(tagged) if tagged.tag == "If" => tagged.value.as_sequence(),
+            _ => None,
+        })
+        .find(|parts| {
+            parts.get(1).is_some_and(|then| {
+                statement_actions(then).contains(&"secretsmanager:GetSecretValue")
+            })
+        })
+        .unwrap_or_else(|| panic!("{binary}: the secret's statement is not under an !If"));
+    assert_eq!(conditional[0].as_str(), Some("HasSecretsArn"), "{binary}");
+    let otherwise = template::references(&conditional[2]);
+    assert_eq!(
+        otherwise.first().map(|r| r.target.as_str()),
+        Some("AWS::NoValue"),
+        "{binary}: without a secret, no statement"
+    );
 }
 
 #[test]
@@ -839,32 +963,100 @@ fn the_cleanup_runs_hourly_and_its_failures_metric_is_alarmed() {
     );
 }
 
+/// The template's text, for what YAML drops: the comments.
+fn template_text() -> String {
+    std::fs::read_to_string(template::template_path()).unwrap()
+}
+
+/// The lines of resource `id`'s block in the template's text.
+fn resource_lines<'a>(text: &'a str, id: &str) -> Vec<&'a str> {
+    let header = format!("  {id}:");
+    text.lines()
+        .skip_while(|line| *line != header)
+        .skip(1)
+        .take_while(|line| line.is_empty() || line.starts_with("   "))
+        .collect()
+}
+
 #[test]
-fn ingest_functions_may_only_send_to_the_webhook_queue() {
+fn every_function_sizes_its_memory_and_timeout_with_a_reason_and_logs_json() {
     let doc = template::load();
-    for binary in ["webhook-mercadolivre", "webhook-meta"] {
-        let (_, function) = functions(&doc)
-            .into_iter()
-            .find(|(_, f)| binary_name(f) == Some(binary))
-            .unwrap_or_else(|| panic!("no function builds {binary}"));
-        let mut granted = BTreeSet::new();
-        for statement in policy_statements(function) {
-            for action in statement_actions(statement) {
-                let resources: Vec<String> = statement_resources(statement)
-                    .iter()
-                    .flat_map(|r| template::references(r))
-                    .map(|r| r.target)
-                    .collect();
-                granted.insert(format!("{action} on {}", resources.join(",")));
-            }
+    let text = template_text();
+    for key in ["MemorySize", "Timeout"] {
+        assert!(
+            get_path(&doc, &["Globals", "Function", key]).is_none(),
+            "Globals.Function.{key}: each function chooses its own"
+        );
+    }
+    for (id, function) in functions(&doc) {
+        let memory = as_u64(get_path(function, &["Properties", "MemorySize"]))
+            .unwrap_or_else(|| panic!("{id}: no MemorySize of its own"));
+        assert!(
+            (128..=10_240).contains(&memory),
+            "{id}: MemorySize {memory}"
+        );
+        let timeout = as_u64(get_path(function, &["Properties", "Timeout"]))
+            .unwrap_or_else(|| panic!("{id}: no Timeout of its own"));
+        assert!((1..=900).contains(&timeout), "{id}: Timeout {timeout}");
+        // A function behind API Gateway answers within the integration's timeout (29 s
+        // unless the event says otherwise): past it nobody reads the answer.
+        for (event, props) in function_events(function, "Api") {
+            let integration = as_u64(get(props, "TimeoutInMillis")).unwrap_or(29_000);
+            assert!(
+                timeout * 1000 <= integration,
+                "{id}.{event}: Timeout {timeout} s outlasts the integration's {integration} ms"
+            );
         }
+        // The reason is written beside them: a comment right above the first of the two.
+        let lines = resource_lines(&text, &id);
+        let first = lines
+            .iter()
+            .position(|line| {
+                let line = line.trim_start();
+                line.starts_with("Timeout:") || line.starts_with("MemorySize:")
+            })
+            .unwrap_or_else(|| panic!("{id}: its block has no Timeout or MemorySize line"));
+        assert!(
+            first > 0 && lines[first - 1].trim_start().starts_with('#'),
+            "{id}: say why its Timeout and MemorySize are what they are, in a comment above them"
+        );
+
+        // JSON logs at levels Lambda understands, into the function's own log group.
+        let logging = |key: &str| {
+            get_path(function, &["Properties", "LoggingConfig", key])
+                .or_else(|| get_path(&doc, &["Globals", "Function", "LoggingConfig", key]))
+        };
         assert_eq!(
-            granted,
-            BTreeSet::from([
-                "secretsmanager:GetSecretValue on SecretsArn".to_owned(),
-                "sqs:SendMessage on WebhookQueue.Arn".to_owned(),
-            ]),
-            "{binary}: nothing stored on the ingest path"
+            logging("LogFormat").and_then(Value::as_str),
+            Some("JSON"),
+            "{id}"
+        );
+        // TRACE: LOG_LEVEL filters in the process; Lambda's filter would drop the EMF
+        // lines (no level: INFO) if it were above INFO.
+        assert_eq!(
+            logging("ApplicationLogLevel").and_then(Value::as_str),
+            Some("TRACE"),
+            "{id}"
+        );
+        assert!(
+            matches!(
+                logging("SystemLogLevel").and_then(Value::as_str),
+                Some("DEBUG" | "INFO")
+            ),
+            "{id}: SystemLogLevel keeps the REPORT lines (INFO)"
+        );
+        let group = logging("LogGroup")
+            .and_then(|group| {
+                template::references(group)
+                    .first()
+                    .map(|r| r.target.clone())
+            })
+            .unwrap_or_else(|| panic!("{id}: no LogGroup"));
+        let group = resource(&doc, &group).unwrap_or_else(|| panic!("{id}: no {group}"));
+        assert_eq!(resource_type(group), Some("AWS::Logs::LogGroup"), "{id}");
+        assert!(
+            as_u64(get_path(group, &["Properties", "RetentionInDays"])).is_some(),
+            "{id}: its logs expire"
         );
     }
 }
@@ -915,5 +1107,170 @@ fn only_the_event_stream_is_streamed_and_its_function_outlasts_every_stream() {
     assert_eq!(
         streaming, expected,
         "every streaming function has a streamed route"
+    );
+}
+
+#[test]
+fn the_worker_timeout_is_the_local_runners_and_its_queue_batches_are_capped() {
+    let doc = template::load();
+    let (id, worker) = functions(&doc)
+        .into_iter()
+        .find(|(_, f)| binary_name(f) == Some("webhook-worker"))
+        .expect("a webhook-worker function");
+    let timeout = as_u64(function_property(&doc, worker, "Timeout")).unwrap();
+    assert_eq!(
+        std::time::Duration::from_secs(timeout),
+        shared::config::WorkerSettings::default().timeout,
+        "{id}: the local runner runs the worker with the same timeout"
+    );
+    let events = function_events(worker, "SQS");
+    assert_eq!(events.len(), 1, "{id}: one queue");
+    let props = events[0].1;
+    // Two batches at a time at most (SQS's least): the Mercado Livre budget, about one
+    // call every 2 s, would only defer more.
+    assert_eq!(
+        as_u64(get_path(props, &["ScalingConfig", "MaximumConcurrency"])),
+        Some(2),
+        "{id}"
+    );
+    assert_eq!(as_u64(get(props, "BatchSize")), Some(10), "{id}");
+    let responses: Vec<&str> = get(props, "FunctionResponseTypes")
+        .and_then(Value::as_sequence)
+        .map(|types| types.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(responses, ["ReportBatchItemFailures"], "{id}");
+}
+
+#[test]
+fn scheduled_functions_end_before_their_next_run() {
+    // So a run never overlaps the next one (no reserved concurrency needed: the Mercado
+    // Livre budget is not spent twice by the reconciler or the refresher).
+    let doc = template::load();
+    for (id, function) in functions(&doc) {
+        for (event, props) in function_events(function, "Schedule") {
+            let schedule = get(props, "Schedule").and_then(Value::as_str).unwrap();
+            let minutes: u64 = schedule
+                .strip_prefix("rate(")
+                .and_then(|rest| rest.strip_suffix(" minutes)"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{id}.{event}: {schedule} is not rate(N minutes)"));
+            let timeout = as_u64(function_property(&doc, function, "Timeout")).unwrap();
+            assert!(
+                timeout < minutes * 60,
+                "{id}: Timeout {timeout} s, every {minutes} minutes"
+            );
+        }
+    }
+}
+
+#[test]
+fn outputs_name_the_api_url_the_queue_urls_and_the_table() {
+    let doc = template::load();
+    let output = |name: &str| {
+        let value = get_path(&doc, &["Outputs", name, "Value"])
+            .unwrap_or_else(|| panic!("no output {name}"));
+        template::references(value)
+    };
+    // !Ref of a queue is its URL, of a table its name.
+    for (name, target) in [
+        ("TableName", "Table"),
+        ("WebhookQueueUrl", "WebhookQueue"),
+        ("WebhookDeadLetterQueueUrl", "WebhookDeadLetterQueue"),
+        ("AlarmTopicArn", "AlarmTopic"),
+    ] {
+        let refs = output(name);
+        assert_eq!(refs.len(), 1, "{name}: {refs:?}");
+        assert_eq!(
+            (refs[0].kind, refs[0].target.as_str()),
+            (RefKind::Ref, target)
+        );
+    }
+    let api: BTreeSet<String> = output("ApiUrl").into_iter().map(|r| r.target).collect();
+    for part in ["Api", "AWS::Region", "AWS::URLSuffix", "Stage"] {
+        assert!(api.contains(part), "ApiUrl names {part}: {api:?}");
+    }
+}
+
+/// The functions whose handler takes the rate limiter (`Services::limiter`, directly or
+/// through the Mercado Livre client), so may answer from its per-instance fallback.
+const LIMITER_FUNCTIONS: &[&str] = &[
+    "auth-login",
+    "auth-callback",
+    "channels",
+    "conversations",
+    "notifications",
+    "questions",
+    "webhook-worker",
+    "reconciler",
+    "token-refresher",
+];
+
+#[test]
+fn the_limiter_fallback_of_every_function_that_takes_the_limiter_is_alarmed() {
+    let doc = template::load();
+    let alarm = resource(&doc, "LimiterFallbackAlarm").expect("a LimiterFallbackAlarm");
+    let props = |key: &str| get_path(alarm, &["Properties", key]);
+    assert!(
+        props("AlarmActions")
+            .map(template::references)
+            .is_some_and(|r| r.iter().any(|r| r.target == "AlarmTopic")),
+        "it notifies the alarm topic"
+    );
+    let queries = props("Metrics").and_then(Value::as_sequence).unwrap();
+    let expression = queries
+        .iter()
+        .find_map(|q| get(q, "Expression").and_then(Value::as_str))
+        .expect("an expression");
+    let mut watched = BTreeSet::new();
+    for query in queries {
+        let Some(metric) = get_path(query, &["MetricStat", "Metric"]) else {
+            continue;
+        };
+        let text = |key: &str| get(metric, key).and_then(Value::as_str);
+        assert_eq!(text("Namespace"), Some(shared::telemetry::emf::NAMESPACE));
+        assert_eq!(
+            text("MetricName"),
+            Some(shared::ratelimit::fallback::METRIC)
+        );
+        let dims = get(metric, "Dimensions")
+            .and_then(Value::as_sequence)
+            .unwrap();
+        assert_eq!(dims.len(), 1);
+        assert_eq!(
+            get(&dims[0], "Name").and_then(Value::as_str),
+            Some("Function")
+        );
+        let function = template::references(get(&dims[0], "Value").unwrap())[0]
+            .target
+            .clone();
+        let binary = resource(&doc, &function).and_then(binary_name).unwrap();
+        let id = get(query, "Id").and_then(Value::as_str).unwrap();
+        assert!(
+            expression.contains(&format!("FILL({id}, 0)")),
+            "{expression} adds up {id}"
+        );
+        watched.insert(binary);
+    }
+    let expected: BTreeSet<&str> = LIMITER_FUNCTIONS.iter().copied().collect();
+    assert_eq!(watched, expected);
+}
+
+#[test]
+fn the_worker_has_an_errors_alarm() {
+    let doc = template::load();
+    let alarm = resource(&doc, "WebhookWorkerErrorsAlarm").expect("WebhookWorkerErrorsAlarm");
+    let props = |key: &str| get_path(alarm, &["Properties", key]);
+    assert_eq!(
+        props("Namespace").and_then(Value::as_str),
+        Some("AWS/Lambda")
+    );
+    assert_eq!(props("MetricName").and_then(Value::as_str), Some("Errors"));
+    let dims = props("Dimensions").and_then(Value::as_sequence).unwrap();
+    let function = template::references(get(&dims[0], "Value").unwrap())[0]
+        .target
+        .clone();
+    assert_eq!(
+        resource(&doc, &function).and_then(binary_name),
+        Some("webhook-worker")
     );
 }

@@ -16,6 +16,11 @@ pub struct WorkerSettings {
     /// WEBHOOK_DEFER_MAX_MS: the longest deferral (SQS's maximum delay, 15 minutes, is
     /// also the most it may be).
     pub max_deferral: Duration,
+    /// WEBHOOK_WORKER_TIMEOUT_MS: how long one batch may run, the worker function's
+    /// Timeout (template.yaml sets it in Lambda; the local runner reads it here). A
+    /// received batch stays hidden 6 times this, as the webhook queue's visibility
+    /// timeout is in template.yaml.
+    pub timeout: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -24,6 +29,7 @@ impl Default for WorkerSettings {
             first_retry: Duration::from_secs(30),
             first_deferral: Duration::from_secs(15),
             max_deferral: Duration::from_secs(900),
+            timeout: Duration::from_secs(30),
         }
     }
 }
@@ -44,5 +50,6 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(
         first_retry: vars.millis("WEBHOOK_RETRY_FIRST_MS", millis(defaults.first_retry))?,
         first_deferral: vars.millis("WEBHOOK_DEFER_FIRST_MS", millis(defaults.first_deferral))?,
         max_deferral,
+        timeout: vars.millis("WEBHOOK_WORKER_TIMEOUT_MS", millis(defaults.timeout))?,
     })
 }

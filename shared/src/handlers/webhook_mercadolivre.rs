@@ -54,7 +54,7 @@ impl HttpHandler for WebhookMercadoLivre {
     async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let envelope = self.envelope(&request).inspect_err(|error| {
             tracing::warn!(error = %error, "Mercado Livre notification refused");
-            webhooks::count(Source::MercadoLivre, "Rejected");
+            webhooks::count_rejected(Source::MercadoLivre, error);
         })?;
         webhooks::enqueue(&*self.queue, std::slice::from_ref(&envelope)).await?;
         webhooks::count(Source::MercadoLivre, "Accepted");
@@ -159,6 +159,41 @@ mod tests {
         assert!(
             Envelope::received(queue.as_ref()).await.is_empty(),
             "nothing was queued"
+        );
+    }
+
+    #[tokio::test]
+    async fn accepted_and_refused_notifications_are_counted_refusals_by_reason() {
+        let (handler, _queue, _dir) = handler();
+        let foreign = String::from_utf8(notification())
+            .unwrap()
+            .replace(APP, "1111");
+        let ((), lines) = crate::telemetry::emf::capture::lines(async {
+            for body in [
+                notification(),
+                foreign.into_bytes(),
+                b"{\"resource\":".to_vec(),
+                vec![b' '; BODY_LIMIT + 1],
+            ] {
+                let _ = handler.handle(post(body)).await;
+            }
+        })
+        .await;
+        let count = |outcome: &str, reason: &str| {
+            (
+                "mercadolivre".to_owned(),
+                outcome.to_owned(),
+                reason.to_owned(),
+            )
+        };
+        assert_eq!(
+            webhooks::counted(&lines),
+            [
+                count("Accepted", ""),
+                count("Rejected", "ForeignApplication"),
+                count("Rejected", "Malformed"),
+                count("Rejected", "TooLarge"),
+            ]
         );
     }
 }

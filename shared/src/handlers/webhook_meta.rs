@@ -90,7 +90,7 @@ impl WebhookMeta {
     async fn receive(&self, request: &Request) -> Result<Response<Body>, ApiError> {
         let envelopes = self.envelopes(request).inspect_err(|error| {
             tracing::warn!(error = %error, "Meta webhook refused");
-            webhooks::count(Source::Meta, "Rejected");
+            webhooks::count_rejected(Source::Meta, error);
         })?;
         webhooks::enqueue(&*self.queue, &envelopes).await?;
         webhooks::count(Source::Meta, "Accepted");
@@ -263,5 +263,22 @@ mod tests {
         let mut expected: Vec<String> = (0..12).map(|n| format!("meta:w{n}")).collect();
         expected.sort();
         assert_eq!(keys, expected, "12 changes, two batches of at most 10");
+    }
+
+    #[tokio::test]
+    async fn a_forged_body_is_counted_as_rejected_for_its_signature() {
+        let (handler, _queue, _dir) = handler();
+        let ((), lines) = crate::telemetry::emf::capture::lines(async {
+            let _ = handler.handle(post(message(), Some(SIGNATURE))).await;
+            let _ = handler.handle(post(message(), None)).await;
+        })
+        .await;
+        let count = |outcome: &str, reason: &str| {
+            ("meta".to_owned(), outcome.to_owned(), reason.to_owned())
+        };
+        assert_eq!(
+            webhooks::counted(&lines),
+            [count("Accepted", ""), count("Rejected", "BadSignature")]
+        );
     }
 }

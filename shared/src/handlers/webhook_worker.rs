@@ -108,6 +108,15 @@ impl WorkError {
     }
 }
 
+/// What became of an envelope the worker applied.
+enum Done {
+    /// Applied, or nothing was to be done for it: the `Result` it is counted with
+    /// (`crate::webhooks::count_processed`).
+    Processed(&'static str),
+    /// Another attempt applied it first.
+    Duplicate,
+}
+
 /// One delivery of a record, as SQS describes it.
 struct Delivery<'a> {
     message_id: &'a str,
@@ -177,9 +186,14 @@ impl QueueHandler for WebhookWorker {
             return Ok(());
         };
         let error = match self.apply(&envelope, &receipt).await {
-            Ok(outcome) => {
-                webhooks::count(envelope.source, outcome);
-                tracing::info!(dedupe_key = %envelope.dedupe_key, outcome, "webhook applied");
+            Ok(Done::Processed(result)) => {
+                webhooks::count_processed(envelope.source, result);
+                tracing::info!(dedupe_key = %envelope.dedupe_key, outcome = result, "webhook applied");
+                return Ok(());
+            }
+            Ok(Done::Duplicate) => {
+                webhooks::count(envelope.source, "Duplicate");
+                tracing::info!(dedupe_key = %envelope.dedupe_key, "webhook applied by another attempt");
                 return Ok(());
             }
             Err(error) => error,
@@ -300,12 +314,8 @@ impl WebhookWorker {
         Ok(())
     }
 
-    /// Applies the envelope; the outcome names what happened, for metrics and logs.
-    async fn apply(
-        &self,
-        envelope: &Envelope,
-        receipt: &Receipt,
-    ) -> Result<&'static str, WorkError> {
+    /// Applies the envelope: what became of it, for metrics and logs.
+    async fn apply(&self, envelope: &Envelope, receipt: &Receipt) -> Result<Done, WorkError> {
         let now_ms = self.clock.now_ms();
         let applied = match envelope.source {
             Source::MercadoLivre => self.apply_mercadolivre(envelope, receipt, now_ms).await,
@@ -316,12 +326,12 @@ impl WebhookWorker {
             // the envelope, or holds it now, or will take it on the next delivery.
             Err(WorkError::Store(StoreError::TransactionCancelled { .. })) => {
                 if self.receipts.is_completed(&envelope.dedupe_key).await? {
-                    Ok("Duplicate")
+                    Ok(Done::Duplicate)
                 } else {
                     Err(WorkError::ClaimLost)
                 }
             }
-            other => other,
+            other => other.map(Done::Processed),
         }
     }
 
@@ -1033,5 +1043,69 @@ mod tests {
         }
         f.worker.process(redriven, deadline()).await.unwrap();
         assert_eq!(f.notifications().await, 1);
+    }
+
+    #[tokio::test]
+    async fn every_end_of_a_delivery_is_counted_by_source_and_outcome() {
+        let f = fixture_worker().await;
+        let question = |key: &str| {
+            let notification = fixture("mercadolivre/notification-questions.json");
+            envelope(Source::MercadoLivre, key, &notification)
+        };
+        let unlinked = fixture("meta/whatsapp-message.json").replace(PHONE, "999");
+        let change = crate::webhooks::meta::changes(unlinked.as_bytes()).unwrap();
+        let unlinked = envelope(Source::Meta, "meta:x", change[0].payload.get());
+
+        let ((), lines) = crate::telemetry::emf::capture::lines(async {
+            let process = |id: &str, body: &str, attempt: u32| {
+                f.worker.process(record(id, body, attempt), deadline())
+            };
+            process("m1", &question("ml:q1"), 1).await.unwrap();
+            process("m2", &question("ml:q1"), 1).await.unwrap();
+            process("m3", &unlinked, 1).await.unwrap();
+            f.api_status.store(500, Ordering::SeqCst);
+            assert!(process("m4", &question("ml:q2"), 1).await.is_err());
+            process("m4", &question("ml:q2"), MAX_ATTEMPTS)
+                .await
+                .unwrap();
+            f.api_status.store(429, Ordering::SeqCst);
+            process("m5", &question("ml:q3"), 1).await.unwrap();
+            let grants = &f.worker.grants;
+            let mut grant = grants.load(&f.tenant).await.unwrap().unwrap();
+            grant.info.status = GrantStatus::NeedsReconnect;
+            grants.connect(grant.info, &grant.tokens).await.unwrap();
+            process("m6", &question("ml:q4"), 1).await.unwrap();
+        })
+        .await;
+
+        let count = |source: &str, outcome: &str, detail: &str| {
+            (source.to_owned(), outcome.to_owned(), detail.to_owned())
+        };
+        assert_eq!(
+            crate::webhooks::counted(&lines),
+            [
+                count("mercadolivre", "Processed", "Created"),
+                count("mercadolivre", "Duplicate", ""),
+                count("meta", "Processed", "UnlinkedChannel"),
+                count("mercadolivre", "Failed", ""),
+                count("mercadolivre", "DeadLettered", ""),
+                count("mercadolivre", "Deferred", ""),
+                count("mercadolivre", "Parked", ""),
+            ]
+        );
+        // The calls to Mercado Livre, by status.
+        let calls = crate::telemetry::emf::capture::of(&lines, "UpstreamCalls");
+        let statuses: Vec<&str> = calls
+            .iter()
+            .map(|line| line["Status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["200", "500", "500", "429"]);
+        for line in calls {
+            assert_eq!(line["Dependency"], "mercadolivre");
+            assert_eq!(
+                crate::telemetry::emf::capture::dimension_sets(line),
+                json!([["Dependency", "Operation", "Status"]])
+            );
+        }
     }
 }

@@ -261,10 +261,18 @@ mod tests {
     async fn a_denied_request_is_a_429_problem_with_retry_after_and_ratelimit_headers() {
         let limiter = ScriptedLimiter::verdict(false, 0, 16_000, 3_500);
 
-        let error = enforce(&limiter, &EndpointLimit::login("203.0.113.9"), 0)
-            .await
-            .unwrap_err();
+        let (denied, lines) =
+            emf::capture::lines(enforce(&limiter, &EndpointLimit::login("203.0.113.9"), 0)).await;
+        let error = denied.unwrap_err();
         let response = error.problem().into_response("req-1");
+        // Counted by scope, never by key (a key names a client or a tenant).
+        let counted = emf::capture::of(&lines, "RateLimited");
+        assert_eq!(counted.len(), 1, "{lines:?}");
+        assert_eq!(counted[0]["Scope"], "login");
+        assert_eq!(
+            emf::capture::dimension_sets(counted[0]),
+            serde_json::json!([["Scope"]])
+        );
 
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(

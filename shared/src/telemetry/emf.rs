@@ -38,14 +38,32 @@ pub fn line(
     dimensions: &[(&str, &str)],
     metrics: &[Metric],
 ) -> String {
+    document(timestamp_millis, function, dimensions, None, metrics)
+}
+
+/// The EMF line for `metrics` by `dimensions` and, with `detail`, also by `dimensions`
+/// plus `detail`: a second dimension set, so CloudWatch publishes the total and each of
+/// its parts from the same line.
+fn document(
+    timestamp_millis: i64,
+    function: Option<&str>,
+    dimensions: &[(&str, &str)],
+    detail: Option<(&str, &str)>,
+    metrics: &[Metric],
+) -> String {
     let mut root = serde_json::Map::new();
     let mut dimension_names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
     if let Some(function) = function {
         dimension_names.push("Function");
         root.insert("Function".into(), function.into());
     }
-    for (name, value) in dimensions {
+    for (name, value) in dimensions.iter().chain(&detail) {
         root.insert((*name).into(), (*value).into());
+    }
+    let mut dimension_sets = vec![dimension_names.clone()];
+    if let Some((name, _)) = detail {
+        dimension_names.push(name);
+        dimension_sets.push(dimension_names);
     }
     for metric in metrics {
         root.insert(metric.name.into(), metric.value.into());
@@ -60,7 +78,7 @@ pub fn line(
             "Timestamp": timestamp_millis,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [dimension_names],
+                "Dimensions": dimension_sets,
                 "Metrics": definitions,
             }],
         }),
@@ -84,19 +102,87 @@ pub fn silence() {
     write_to(|_| {});
 }
 
-/// Writes one EMF line to stdout (or where [`write_to`] said).
+/// Writes one EMF line to stdout (or where [`write_to`] said), synchronously: nothing
+/// is buffered in the process, so a line written is a line CloudWatch Logs gets, however
+/// the invocation ends afterwards.
 pub fn emit(dimensions: &[(&str, &str)], metrics: &[Metric]) {
+    write(dimensions, None, metrics);
+}
+
+/// [`emit`], the metrics published both by `dimensions` and by `dimensions` plus
+/// `detail` (say, every webhook rejected, and those rejected for each reason).
+pub fn emit_detailed(dimensions: &[(&str, &str)], detail: (&str, &str), metrics: &[Metric]) {
+    write(dimensions, Some(detail), metrics);
+}
+
+fn write(dimensions: &[(&str, &str)], detail: Option<(&str, &str)>, metrics: &[Metric]) {
     let now = time::OffsetDateTime::now_utc();
     let millis = (now.unix_timestamp_nanos() / 1_000_000) as i64;
     static FUNCTION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let function = FUNCTION.get_or_init(|| std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok());
-    let mut out = line(millis, function.as_deref(), dimensions, metrics);
+    let mut out = document(millis, function.as_deref(), dimensions, detail, metrics);
+    #[cfg(test)]
+    if capture::keep(&out) {
+        return;
+    }
     out.push('\n');
     match SINK.get() {
         Some(sink) => sink(out.as_bytes()),
         None => {
             let _ = std::io::stdout().lock().write_all(out.as_bytes());
         }
+    }
+}
+
+/// Unit tests' view of the metrics: the lines written on the test's thread while
+/// [`capture::lines`] runs (a `#[tokio::test]` runs its tasks on that one thread).
+#[cfg(test)]
+pub(crate) mod capture {
+    use std::cell::RefCell;
+    use std::future::Future;
+
+    thread_local! {
+        static LINES: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+    }
+
+    /// Keeps `line` if this thread is capturing.
+    pub(super) fn keep(line: &str) -> bool {
+        LINES.with(|lines| match lines.borrow_mut().as_mut() {
+            Some(lines) => {
+                lines.push(line.to_owned());
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Runs `work`, and returns what it returned with the EMF lines it wrote, parsed.
+    pub async fn lines<T>(work: impl Future<Output = T>) -> (T, Vec<serde_json::Value>) {
+        LINES.with(|lines| *lines.borrow_mut() = Some(Vec::new()));
+        let output = work.await;
+        let lines = LINES.with(|lines| lines.borrow_mut().take().unwrap_or_default());
+        let parsed = lines
+            .iter()
+            .map(|line| serde_json::from_str(line).expect("an EMF line is JSON"))
+            .collect();
+        (output, parsed)
+    }
+
+    /// The lines that carry metric `name`.
+    pub fn of<'a>(lines: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
+        lines
+            .iter()
+            .filter(|line| {
+                line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                    .as_array()
+                    .is_some_and(|metrics| metrics.iter().any(|m| m["Name"] == name))
+            })
+            .collect()
+    }
+
+    /// A line's dimension sets, as written.
+    pub fn dimension_sets(line: &serde_json::Value) -> serde_json::Value {
+        line["_aws"]["CloudWatchMetrics"][0]["Dimensions"].clone()
     }
 }
 
@@ -131,6 +217,46 @@ mod tests {
         assert_eq!(
             directive["Metrics"][1],
             serde_json::json!({"Name": "Latency", "Unit": "Milliseconds"})
+        );
+    }
+
+    #[test]
+    fn a_detailed_line_publishes_the_total_and_the_part() {
+        let line = document(
+            0,
+            Some("webhook-meta"),
+            &[("Source", "meta"), ("Outcome", "Rejected")],
+            Some(("Reason", "BadSignature")),
+            &[Metric::count("Webhooks", 1.0)],
+        );
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["Reason"], "BadSignature");
+        assert_eq!(
+            value["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([
+                ["Source", "Outcome", "Function"],
+                ["Source", "Outcome", "Function", "Reason"]
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_capture_sees_this_threads_lines_only() {
+        let ((), lines) = capture::lines(async {
+            emit(
+                &[("Dependency", "dynamodb")],
+                &[Metric::count("SlowCalls", 1.0)],
+            );
+            std::thread::spawn(|| emit(&[], &[Metric::count("Elsewhere", 1.0)]))
+                .join()
+                .unwrap();
+        })
+        .await;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(capture::of(&lines, "SlowCalls").len(), 1);
+        assert_eq!(
+            capture::dimension_sets(&lines[0]),
+            serde_json::json!([["Dependency"]])
         );
     }
 }

@@ -20,6 +20,9 @@ pub use format::JsonLines;
 /// Calls to a dependency slower than this are logged as warnings.
 pub const SLOW_CALL: Duration = Duration::from_millis(100);
 
+/// The metric counting calls slower than [`SLOW_CALL`], by `Dependency`.
+pub const SLOW_CALLS: &str = "SlowCalls";
+
 /// The log filter: LOG_LEVEL, else Lambda's AWS_LAMBDA_LOG_LEVEL, else `info`.
 /// Accepts a level (`debug`) or per-target levels (`info,shared=debug`); anything else
 /// falls back to `info`.
@@ -77,11 +80,23 @@ where
         .with(filter)
 }
 
+/// The metric counting cold starts: one per process, at its first invocation.
+pub const COLD_STARTS: &str = "ColdStarts";
+
 static WARM: AtomicBool = AtomicBool::new(false);
 
-/// True for the first invocation this process serves, false after.
+/// True for the first invocation this process serves, false after; the first is counted
+/// in [`COLD_STARTS`].
 pub fn take_cold_start() -> bool {
-    !WARM.swap(true, Ordering::Relaxed)
+    take_cold_start_of(&WARM)
+}
+
+fn take_cold_start_of(warm: &AtomicBool) -> bool {
+    let cold = !warm.swap(true, Ordering::Relaxed);
+    if cold {
+        emf::emit(&[], &[emf::Metric::count(COLD_STARTS, 1.0)]);
+    }
+    cold
 }
 
 /// The span every invocation's log lines belong to.
@@ -122,7 +137,7 @@ pub async fn observe_waiting<F: Future>(
         tracing::warn!(dependency, operation, elapsed_ms, "slow dependency call");
         emf::emit(
             &[("Dependency", dependency)],
-            &[emf::Metric::count("SlowCalls", 1.0)],
+            &[emf::Metric::count(SLOW_CALLS, 1.0)],
         );
     }
     output
@@ -133,7 +148,7 @@ mod tests {
     use tracing::Level;
     use tracing_subscriber::filter::LevelFilter;
 
-    use super::log_filter;
+    use super::{emf, log_filter};
 
     #[test]
     fn the_level_comes_from_log_level_then_lambda_then_info() {
@@ -155,5 +170,37 @@ mod tests {
         assert!(!enabled(&filter, "local", Level::INFO));
         let filter = log_filter(Some("loud!!"), None);
         assert_eq!(filter.default_level(), Some(LevelFilter::INFO));
+    }
+
+    #[tokio::test]
+    async fn the_first_invocation_of_a_process_is_counted_as_its_cold_start() {
+        let warm = std::sync::atomic::AtomicBool::new(false);
+        let (starts, lines) = emf::capture::lines(async {
+            [
+                super::take_cold_start_of(&warm),
+                super::take_cold_start_of(&warm),
+            ]
+        })
+        .await;
+        assert_eq!(starts, [true, false]);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0][super::COLD_STARTS], 1.0);
+        assert_eq!(
+            emf::capture::dimension_sets(&lines[0]),
+            serde_json::json!([[]])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_call_is_counted_by_its_dependency() {
+        let slow = tokio::time::sleep(super::SLOW_CALL * 2);
+        let ((), lines) = emf::capture::lines(super::observe("dynamodb", "get", slow)).await;
+        let slow_calls = emf::capture::of(&lines, super::SLOW_CALLS);
+        assert_eq!(slow_calls.len(), 1, "{lines:?}");
+        assert_eq!(slow_calls[0]["Dependency"], "dynamodb");
+        assert_eq!(
+            emf::capture::dimension_sets(slow_calls[0]),
+            serde_json::json!([["Dependency"]])
+        );
     }
 }

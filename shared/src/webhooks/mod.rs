@@ -14,6 +14,8 @@ pub mod receipts;
 
 pub use envelope::{Envelope, Source};
 
+use crate::telemetry::emf;
+
 /// Why a webhook was refused. Nothing is enqueued for it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WebhookError {
@@ -79,10 +81,76 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// Counts a webhook by source and outcome (`Accepted`, `Rejected`, …) as an EMF metric.
+/// The metric every webhook is counted in, by `Source` and `Outcome`.
+pub const METRIC: &str = "Webhooks";
+
+/// Counts a webhook by source and outcome (`Accepted`, `Deferred`, `Parked`, …) in
+/// [`METRIC`].
 pub fn count(source: Source, outcome: &str) {
-    crate::telemetry::emf::emit(
+    emf::emit(
         &[("Source", source.as_str()), ("Outcome", outcome)],
-        &[crate::telemetry::emf::Metric::count("Webhooks", 1.0)],
+        &[emf::Metric::count(METRIC, 1.0)],
     );
+}
+
+/// Counts a webhook refused at ingest (Outcome `Rejected`), in total and by `Reason`.
+pub fn count_rejected(source: Source, error: &crate::http::ApiError) {
+    emf::emit_detailed(
+        &[("Source", source.as_str()), ("Outcome", "Rejected")],
+        ("Reason", rejection_reason(error)),
+        &[emf::Metric::count(METRIC, 1.0)],
+    );
+}
+
+/// Counts an envelope the worker is done with (Outcome `Processed`), in total and by
+/// `Result`: what applying it did (`Created`, `Updated`, `Unchanged`, `UnknownMessage`)
+/// or why nothing was to be done (`UnlinkedSeller`, `UnlinkedChannel`, `IgnoredTopic`,
+/// `IgnoredField`).
+pub fn count_processed(source: Source, result: &str) {
+    emf::emit_detailed(
+        &[("Source", source.as_str()), ("Outcome", "Processed")],
+        ("Result", result),
+        &[emf::Metric::count(METRIC, 1.0)],
+    );
+}
+
+/// (Source, Outcome, Reason or Result) of each [`METRIC`] line among `lines`, checking
+/// that each publishes its total by (Source, Outcome) and, with a Reason or Result, its
+/// part by that as well.
+#[cfg(test)]
+pub(crate) fn counted(lines: &[serde_json::Value]) -> Vec<(String, String, String)> {
+    use emf::capture;
+    capture::of(lines, METRIC)
+        .into_iter()
+        .map(|line| {
+            let text = |key: &str| line[key].as_str().map(str::to_owned);
+            let detail = ["Reason", "Result"]
+                .into_iter()
+                .find_map(|key| text(key).map(|value| (key, value)));
+            let mut sets = vec![serde_json::json!(["Source", "Outcome"])];
+            if let Some((key, _)) = &detail {
+                sets.push(serde_json::json!(["Source", "Outcome", key]));
+            }
+            assert_eq!(capture::dimension_sets(line), serde_json::json!(sets));
+            assert_eq!(line[METRIC], 1.0);
+            (
+                text("Source").unwrap_or_default(),
+                text("Outcome").unwrap_or_default(),
+                detail.map(|(_, value)| value).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Why an ingest function refused a webhook, as the `Reason` of its count: the answer's
+/// kind, never its text (a bounded set of values).
+pub fn rejection_reason(error: &crate::http::ApiError) -> &'static str {
+    use crate::http::ApiError;
+    match error {
+        ApiError::Unauthorized => "BadSignature",
+        ApiError::Denied(_) => "ForeignApplication",
+        ApiError::BadRequest(_) => "Malformed",
+        ApiError::PayloadTooLarge { .. } => "TooLarge",
+        _ => "Other",
+    }
 }
