@@ -7,6 +7,17 @@ use serde_json::json;
 
 /// A text message from customer `from` to the business number `phone_number_id`.
 pub fn message(phone_number_id: &str, from: &str, message_id: &str, text: &str) -> String {
+    message_at(phone_number_id, from, message_id, text, 1_763_647_331)
+}
+
+/// [`message`], sent at `timestamp` (seconds since the epoch, as Meta says it).
+pub fn message_at(
+    phone_number_id: &str,
+    from: &str,
+    message_id: &str,
+    text: &str,
+    timestamp: u64,
+) -> String {
     json!({
         "object": "whatsapp_business_account",
         "entry": [{
@@ -23,7 +34,7 @@ pub fn message(phone_number_id: &str, from: &str, message_id: &str, text: &str) 
                     "messages": [{
                         "from": from,
                         "id": message_id,
-                        "timestamp": "1763647331",
+                        "timestamp": timestamp.to_string(),
                         "type": "text",
                         "text": { "body": text },
                     }],

@@ -10,9 +10,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::hmac;
 use sellerhub_tests::local_runner::LocalRunner;
 use sellerhub_tests::sandbox_login::{browser, sign_in};
+use sellerhub_tests::whatsapp;
 use serde_json::json;
 
 const SELLER: u64 = 468_424_240;
@@ -112,11 +112,7 @@ async fn every_operation_answers_as_the_openapi_document_says() {
         "/../shared/fixtures/meta/whatsapp-message.json"
     ))
     .unwrap();
-    let key = hmac::Key::new(hmac::HMAC_SHA256, META_SECRET.as_bytes());
-    let signature = format!(
-        "sha256={}",
-        hex::encode(hmac::sign(&key, message.as_bytes()))
-    );
+    let signature = whatsapp::signature(&message, META_SECRET);
     let sent = client
         .post(runner.url("/webhooks/meta"))
         .header("x-hub-signature-256", signature)

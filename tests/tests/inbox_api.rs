@@ -7,9 +7,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::hmac;
 use sellerhub_tests::local_runner::LocalRunner;
 use sellerhub_tests::sandbox_login::{browser, sign_in};
+use sellerhub_tests::whatsapp;
 use serde_json::{Value, json};
 
 const SELLER_A: u64 = 468_424_240;
@@ -105,29 +105,10 @@ impl Seller {
     }
 }
 
-fn signature(body: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, META_SECRET.as_bytes());
-    format!("sha256={}", hex::encode(hmac::sign(&key, body.as_bytes())))
-}
-
 /// A WhatsApp text from `from` to the business number `phone`, at `timestamp`.
 async fn whatsapp(runner: &LocalRunner, phone: &str, from: &str, id: &str, timestamp: u64) {
-    let body = json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "5511955550000", "phone_number_id": phone},
-            "contacts": [{"profile": {"name": format!("Cliente {from}")}, "wa_id": from}],
-            "messages": [{"from": from, "id": id, "timestamp": timestamp.to_string(),
-                "type": "text", "text": {"body": format!("mensagem {id}")}}],
-        }}]}],
-    })
-    .to_string();
-    let response = reqwest::Client::new()
-        .post(runner.url("/webhooks/meta"))
-        .header("x-hub-signature-256", signature(&body))
-        .body(body)
-        .send()
+    let body = whatsapp::message_at(phone, from, id, &format!("mensagem {id}"), timestamp);
+    let response = whatsapp::post(&reqwest::Client::new(), &runner.base_url, body, META_SECRET)
         .await
         .unwrap();
     assert_eq!(response.status(), 200);

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use aws_lc_rs::hmac;
 use sellerhub_tests::moto;
 use sellerhub_tests::runtime_api::{FunctionProcess, apigw_rest_event, function_binary};
+use sellerhub_tests::whatsapp;
 use shared::webhooks::Envelope;
 
 const APP_ID: &str = "2069392825111111";
@@ -163,11 +163,7 @@ async fn meta_subscribes_and_queues_signed_changes_only() {
     assert_eq!(signed.status_code(), Some(200), "{}", function.output());
 
     let status = fixture("meta/whatsapp-status.json");
-    let key = hmac::Key::new(hmac::HMAC_SHA256, b"not-the-app-secret");
-    let forged_signature = format!(
-        "sha256={}",
-        hex::encode(hmac::sign(&key, status.as_bytes()))
-    );
+    let forged_signature = whatsapp::signature(&status, "not-the-app-secret");
     for headers in [
         vec![("x-hub-signature-256", forged_signature.as_str())],
         vec![],

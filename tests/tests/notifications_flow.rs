@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::hmac;
 use sellerhub_tests::local_runner::LocalRunner;
 use sellerhub_tests::sandbox_login::{browser, sign_in};
+use sellerhub_tests::whatsapp;
 use serde_json::{Value, json};
 
 const META_SECRET: &str = "notifications-flow-meta-app-secret";
@@ -90,11 +90,7 @@ async fn send_messages(
         }}]}],
     })
     .to_string();
-    let key = hmac::Key::new(hmac::HMAC_SHA256, META_SECRET.as_bytes());
-    let signature = format!(
-        "sha256={}",
-        hex::encode(hmac::sign(&key, webhook.as_bytes()))
-    );
+    let signature = whatsapp::signature(&webhook, META_SECRET);
     let sent = client
         .post(runner.url("/webhooks/meta"))
         .header("x-hub-signature-256", signature)

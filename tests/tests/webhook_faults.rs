@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
-use aws_lc_rs::hmac;
 use axum::extract::Path;
 use axum::response::IntoResponse;
 use lambda_http::{Body, Request};
 use secrecy::ExposeSecret;
+use sellerhub_tests::whatsapp;
 use shared::adapters::Adapters;
 use shared::auth::GrantCipher;
 use shared::channels::Channels;
@@ -146,8 +146,7 @@ fn post(path: &str, body: String, signature: Option<String>) -> Request {
 }
 
 fn sign(body: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, META_SECRET.as_bytes());
-    format!("sha256={}", hex::encode(hmac::sign(&key, body.as_bytes())))
+    whatsapp::signature(body, META_SECRET)
 }
 
 /// One consumer: polls the queue as Lambda's event source mapping does, until aborted.

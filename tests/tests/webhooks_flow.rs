@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::hmac;
 use sellerhub_tests::local_runner::LocalRunner;
 use sellerhub_tests::sandbox_login::{browser, sign_in};
+use sellerhub_tests::whatsapp;
 use shared::embedded_db::EmbeddedDb;
 use shared::inbox::{Channel, keys};
 use shared::queue::Queue;
@@ -25,11 +25,6 @@ const META_SECRET: &str = "webhooks-flow-meta-app-secret";
 fn fixture(path: &str) -> String {
     let path = format!("{}/../shared/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
-}
-
-fn signature(body: &str, secret: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    format!("sha256={}", hex::encode(hmac::sign(&key, body.as_bytes())))
 }
 
 async fn json(response: reqwest::Response, status: u16) -> serde_json::Value {
@@ -117,7 +112,10 @@ async fn a_question_and_a_whatsapp_message_reach_the_inbox_once() {
     let message = fixture("meta/whatsapp-message.json");
     let signed = client
         .post(runner.url("/webhooks/meta"))
-        .header("x-hub-signature-256", signature(&message, META_SECRET))
+        .header(
+            "x-hub-signature-256",
+            whatsapp::signature(&message, META_SECRET),
+        )
         .body(message.clone())
         .send()
         .await
@@ -128,7 +126,7 @@ async fn a_question_and_a_whatsapp_message_reach_the_inbox_once() {
         .post(runner.url("/webhooks/meta"))
         .header(
             "x-hub-signature-256",
-            signature(&forged_body, "not-the-secret"),
+            whatsapp::signature(&forged_body, "not-the-secret"),
         )
         .body(forged_body)
         .send()
