@@ -277,6 +277,13 @@ async fn open_streams_end_when_the_runner_shuts_down() {
     // minutes; it ends it instead (its client would resume elsewhere, later).
     let stopped = tokio::task::spawn_blocking(move || runner.terminate());
     assert!(stream.read_to_end(QUIET).await, "the stream ended");
+    assert_eq!(
+        stream.blocks.last(),
+        Some(&Block::Fields),
+        "its last words are the retry hint and the last id: {:?}",
+        stream.blocks
+    );
+    assert_eq!(stream.blocks.len(), 2, "{:?}", stream.blocks);
     assert!(
         stopped.await.unwrap().success(),
         "the runner stopped cleanly"

@@ -187,6 +187,9 @@ impl EventStream {
         }
     }
 
+    /// The stream's last chunk: the retry hint and the last id again, so that however it
+    /// ends (its time, a shutdown, a slow client) the client reconnects after `retry` and
+    /// resumes right here.
     fn end(&mut self, why: &'static str) -> Option<Bytes> {
         self.state = State::Ended;
         tracing::info!(
@@ -196,7 +199,7 @@ impl EventStream {
             why,
             "event stream ended"
         );
-        None
+        Some(sse::opening(self.retry, self.cursor.as_str()))
     }
 }
 

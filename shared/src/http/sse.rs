@@ -24,9 +24,9 @@ pub fn response(body: StreamingBody) -> Result<Response<StreamingBody>, ApiError
         .map_err(|error| ApiError::Internal(format!("event stream response: {error}")))
 }
 
-/// The stream's opening: the reconnection delay, and `id` as the last event id without an
-/// event (a browser keeps it and sends it back as Last-Event-ID when it reconnects, even
-/// if no event came before the stream ended).
+/// The stream's opening (and its last words): the reconnection delay, and `id` as the
+/// last event id without an event (a browser keeps it and sends it back as Last-Event-ID
+/// when it reconnects, even if no event came before the stream ended).
 pub fn opening(retry: Duration, id: &str) -> Bytes {
     Bytes::from(format!("retry: {}\nid: {id}\n\n", retry.as_millis()))
 }
