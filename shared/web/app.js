@@ -140,9 +140,13 @@ class Paged {
   }
 }
 
+// The API's own orders, newest first, ties broken as its keys break them.
+const descending = (a, b) => (a < b ? 1 : a > b ? -1 : 0);
 const newestAsked = (a, b) => (b.asked_at_ms || 0) - (a.asked_at_ms || 0) || b.id - a.id;
-const newestUpdated = (a, b) => (b.updated_at_ms || 0) - (a.updated_at_ms || 0);
-const newestAt = (a, b) => (b.at_ms || 0) - (a.at_ms || 0);
+const newestUpdated = (a, b) => (b.updated_at_ms || 0) - (a.updated_at_ms || 0) || descending(a.id, b.id);
+const newestAt = (a, b) => (b.at_ms || 0) - (a.at_ms || 0) || descending(String(a.id), String(b.id));
+// Notification ids are UUIDv7s: their order is their time's.
+const newestId = (a, b) => descending(a.id, b.id);
 
 // ------------------------------------------------------------------ the DOM
 
@@ -213,7 +217,7 @@ const questions = {
   answered: new Paged('v1/questions?status=ANSWERED', newestAsked),
 };
 const conversations = new Paged('v1/conversations', newestUpdated);
-const notifications = new Paged('v1/notifications', newestAt);
+const notifications = new Paged('v1/notifications', newestId);
 let unreadNotifications = 0;
 /** The conversation shown, and its messages. */
 let open = null;

@@ -468,7 +468,21 @@ async function walk(context, page, network) {
   ].map((node) => node.outerHTML.slice(0, 80)));
   check(unnamed.length === 0, `controls without a name: ${unnamed.join(' | ')}`);
 
-  // 10. Sign out: the session is revoked and the page shows the sign-in link again.
+  // 10. A notification marked read: the unread count goes down by one, here and in the API.
+  begin('notification read');
+  await page.getByRole('tab', { name: /Notifications/ }).click();
+  const unreadBefore = Number(await page.locator('#notifications-count').textContent());
+  const unread = page.locator('#notifications li[data-read="false"]').first();
+  const noteId = await unread.getAttribute('data-notification-id');
+  await unread.getByRole('button', { name: /^Mark as read/ }).click();
+  await page.locator(`#notifications li[data-notification-id="${noteId}"][data-read="true"]`).waitFor();
+  const unreadAfter = Number(await page.locator('#notifications-count').textContent());
+  check(unreadAfter === unreadBefore - 1, `the unread count went from ${unreadBefore} to ${unreadAfter}`);
+  const held = await runner('/v1/notifications?limit=1', { session });
+  check(held.json.unread_count === unreadAfter, `the API counts ${held.json.unread_count} unread`);
+  await shot(page, 'notification-read');
+
+  // 11. Sign out: the session is revoked and the page shows the sign-in link again.
   begin('sign out');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await signIn.waitFor();
