@@ -11,7 +11,8 @@
 // when the browser logged any error the walk does not expect: an uncaught exception, a
 // Content-Security-Policy violation, a failed resource. Expected are only the network
 // failures a step causes on purpose (GET v1/me answering 401 before sign-in, the stream
-// cut by the proxy, the 429 of a throttled answer), each allowed during its step only.
+// cut by the proxy, its reconnection refused, the 429 of a throttled answer), each allowed
+// during its step only.
 // Screenshots of every step go to SCREENSHOTS.
 
 import { createHmac, randomUUID } from 'node:crypto';
@@ -105,6 +106,21 @@ class Network {
     const waiting = this.waiting;
     this.waiting = [];
     for (const client of waiting) this.forward(client);
+  }
+
+  /** Answers the held connections 503 (as a server whose store is down would), and lets
+   * the next ones through. */
+  refuseHeld() {
+    this.holding = false;
+    const waiting = this.waiting;
+    this.waiting = [];
+    const body = JSON.stringify({ type: 'about:blank', title: 'Service unavailable', status: 503 });
+    for (const client of waiting) {
+      client.end(
+        'HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n'
+          + `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    }
   }
 
   close() {
@@ -400,6 +416,34 @@ async function walk(context, page, network) {
   await page.getByRole('tab', { name: /Notifications/ }).click();
   check((await count(page, '#notifications li')) === notes.length, 'notifications shown ≠ notifications held');
   await shot(page, 'resumed');
+  await page.getByRole('tab', { name: /Questions/ }).click();
+
+  // 6b. Dropped again, and the reconnection refused (503): the browser gives up, so the
+  //     page reconnects by itself, after the last event it had (?last_event_id=).
+  begin('refused reconnection', [
+    { url: /\/v1\/events/, text: 'ERR_INCOMPLETE_CHUNKED_ENCODING' },
+    { url: /\/v1\/events/, text: 'status of 503' },
+  ]);
+  const streamsBeforeRefusal = streams.length;
+  network.dropAndHold();
+  await page.locator('#live[data-state="reconnecting"]').waitFor();
+  const later = await whatsapp(customer, 'Ainda estão aí?');
+  await until('the message to be in the inbox', async () => {
+    const messages = await runner(`/v1/conversations/${encodeURIComponent(conversationId)}/messages`, { session });
+    return messages.json.items.some((message) => message.id === later);
+  });
+  await until('the browser to try to reconnect', async () => network.held > 0);
+  network.refuseHeld();
+  await page.locator('#live[data-state="live"]').waitFor();
+  await page.getByRole('tab', { name: /Conversations/ }).click();
+  await page.locator(`#messages li[data-message-id="${later}"]`).waitFor();
+  const retried = streams.slice(streamsBeforeRefusal).map((request) => new URL(request.url()));
+  const own = retried.find((url) => url.searchParams.has('last_event_id'));
+  check(own && /^[0-9a-f]{32}$/.test(own.searchParams.get('last_event_id')), `the page did not resume by itself: ${retried.join(' ')}`);
+  check(expected[1].seen, 'the reconnection was not refused');
+  await page.waitForTimeout(1000);
+  check((await count(page, `#messages li[data-message-id="${later}"]`)) === 1, 'the message is not shown once');
+  check((await count(page, '#messages li')) === 4, 'the conversation does not show its 4 messages once each');
   await page.getByRole('tab', { name: /Questions/ }).click();
 
   // 7. Mercado Livre answers 429: the answer form shows the problem's title, and the

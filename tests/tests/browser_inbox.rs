@@ -5,8 +5,10 @@
 //! (`tests/browser/walk.mjs`) walks as a seller would — signed out, sign in with the
 //! keyboard, authorize on the sandbox, a question arriving live, answering it, a signed
 //! WhatsApp message arriving live, the event stream dropped while a question and messages
-//! arrive (each shown once after the resume), a 429 shown by its title, "load more", the
-//! tabs by keyboard, sign out — and fails on any browser error it does not expect.
+//! arrive (each shown once after the resume), cut again with the reconnection refused
+//! (the page resumes by itself), a 429 shown by its title, "load more", the tabs by
+//! keyboard, a notification read, sign out — and fails on any browser error it does not
+//! expect.
 //! Screenshots of every step are kept in a temp folder (printed).
 //!
 //! Without CHROMIUM this test fails: the page is part of the suite.
