@@ -86,6 +86,7 @@ run_coldstarts() {
             auth-callback) echo "--path /auth/callback --upstash" ;;
             auth-logout) echo "--path /auth/logout --method POST" ;;
             me) echo "--path /v1/me" ;;
+            web) echo "--path /" ;;
             channels) echo "--path /v1/channels --upstash" ;;
             questions) echo "--path /v1/questions --upstash" ;;
             conversations) echo "--path /v1/conversations --upstash" ;;

@@ -3,7 +3,8 @@
 #   - moto_server (PyPI moto[server]): DynamoDB and SQS over their real protocols
 #   - redis-server (Debian): the rate limiter's Redis
 # and schemathesis (PyPI, in infra/.venv-schemathesis), which the API contract test runs
-# against the local runner.
+# against the local runner, and the browser the inbox page is walked in: Debian's chromium,
+# driven by playwright-core (npm, pinned by tests/browser/package-lock.json).
 #
 #   bash infra/emulators.sh install   # idempotent: venv at infra/.venv (moto, cfn-lint),
 #                                     # redis-server from Debian if missing (needs root)
@@ -11,6 +12,7 @@
 #   bash infra/emulators.sh env       # prints the exports of the running emulators again
 #   bash infra/emulators.sh stop      # kills only the PIDs `start` recorded
 #   bash infra/emulators.sh schemathesis   # prints the schemathesis executable's path
+#   bash infra/emulators.sh chromium       # prints the browser's path
 #
 # Environment:
 #   MOTO_PORT   moto's port  (default 5055; if unset and 5055 is taken, a free port is used)
@@ -69,20 +71,25 @@ install_venv() {
     venv_ok || die "the venv at $VENV is still incomplete after pip install"
 }
 
+# Installs the Debian packages named, as root or with sudo -n.
+apt_install() {
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || die "$* missing and this is not root (apt-get install $*)"
+        sudo=(sudo -n)
+    fi
+    log "installing $* from Debian"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "$@" >&2
+}
+
 install_redis() {
     if command -v redis-server >/dev/null; then
         log "redis-server already installed: $(command -v redis-server)"
         return
     fi
-    local sudo=()
-    if [[ $(id -u) -ne 0 ]]; then
-        command -v sudo >/dev/null || die "redis-server is missing and this is not root (apt-get install redis-server)"
-        sudo=(sudo -n)
-    fi
-    log "installing redis-server from Debian"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        redis-server >&2
+    apt_install redis-server
     command -v redis-server >/dev/null || die "redis-server still missing after apt-get install"
 }
 
@@ -101,10 +108,40 @@ install_schemathesis() {
     [[ -x "$st" ]] || die "schemathesis is still missing after pip install"
 }
 
+CHROMIUM=/usr/bin/chromium
+BROWSER_DIR="$ROOT/tests/browser"
+
+# The browser test's tools: Debian's chromium (playwright's own browser download cannot
+# work here) and playwright-core exactly as tests/browser/package-lock.json pins it.
+install_browser() {
+    if [[ -x "$CHROMIUM" ]]; then
+        log "chromium already installed: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
+    else
+        # fonts-liberation: text in the screenshots (--no-install-recommends leaves fonts out)
+        apt_install chromium fonts-liberation
+        [[ -x "$CHROMIUM" ]] || die "$CHROMIUM still missing after apt-get install"
+    fi
+    command -v node >/dev/null || die "node is missing (the browser test runs with Node.js >= 20)"
+    node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
+        die "node $(node --version) is too old: the browser test needs Node.js >= 20"
+    local wanted installed
+    wanted="$(node -p 'require(process.argv[1]).packages["node_modules/playwright-core"].version' \
+        "$BROWSER_DIR/package-lock.json")"
+    installed="$(node -p 'require(process.argv[1]).version' \
+        "$BROWSER_DIR/node_modules/playwright-core/package.json" 2>/dev/null || true)"
+    if [[ "$installed" == "$wanted" ]]; then
+        log "playwright-core $wanted already installed in $BROWSER_DIR"
+        return
+    fi
+    log "installing playwright-core $wanted into $BROWSER_DIR (npm ci)"
+    npm ci --prefix "$BROWSER_DIR" --no-audit --no-fund --loglevel=error >&2
+}
+
 cmd_install() {
     install_venv
     install_schemathesis
     install_redis
+    install_browser
 }
 
 # ------------------------------------------------------------------ helpers
@@ -280,8 +317,9 @@ start) cmd_start ;;
 stop) cmd_stop ;;
 env) print_env ;;
 schemathesis) echo "$SCHEMATHESIS_VENV/bin/schemathesis" ;;
+chromium) echo "$CHROMIUM" ;;
 *)
-    echo "usage: $0 install|start|stop|env|schemathesis" >&2
+    echo "usage: $0 install|start|stop|env|schemathesis|chromium" >&2
     exit 2
     ;;
 esac

@@ -2,8 +2,9 @@
 # THE test command: bash infra/test.sh [extra cargo test args]
 #
 # Installs what the tests need if missing (infra/emulators.sh install: moto + cfn-lint in
-# infra/.venv, redis-server from Debian), starts moto and Redis on 127.0.0.1, lints
-# template.yaml, and runs every test of the workspace against those emulators. The
+# infra/.venv, redis-server and chromium from Debian, playwright-core in tests/browser),
+# starts moto and Redis on 127.0.0.1, lints template.yaml, and runs every test of the
+# workspace against those emulators. The
 # emulators are stopped on exit, whatever happens. Extra arguments go to `cargo test`,
 # e.g. `bash infra/test.sh -- --nocapture` or `bash infra/test.sh --test template`.
 set -euo pipefail
@@ -45,6 +46,10 @@ eval "$env_lines"
 export MOTO_ENDPOINT REDIS_URL
 SCHEMATHESIS="$("${EMULATORS[@]}" schemathesis)"
 export SCHEMATHESIS
+# The browser the inbox page is walked in (tests/tests/browser_inbox.rs): set, so that test
+# fails rather than skips when it cannot run.
+CHROMIUM="$("${EMULATORS[@]}" chromium)"
+export CHROMIUM
 echo "emulators: MOTO_ENDPOINT=$MOTO_ENDPOINT REDIS_URL=$REDIS_URL"
 
 echo "== cfn-lint template.yaml"

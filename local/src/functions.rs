@@ -22,6 +22,7 @@ use shared::handlers::notifications::NotificationsHandler;
 use shared::handlers::questions::QuestionsHandler;
 use shared::handlers::reconciler::Reconciler;
 use shared::handlers::token_refresher::TokenRefresher;
+use shared::handlers::web::Web;
 use shared::handlers::webhook_mercadolivre::WebhookMercadoLivre;
 use shared::handlers::webhook_meta::WebhookMeta;
 use shared::handlers::webhook_worker::WebhookWorker;
@@ -68,6 +69,7 @@ const HTTP: &[Build<Handler>] = &[
     streaming::<EventsHandler>,
     http::<WebhookMercadoLivre>,
     http::<WebhookMeta>,
+    http::<Web>,
 ];
 
 /// Every scheduled worker's handler.

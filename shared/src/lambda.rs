@@ -29,6 +29,18 @@ pub async fn serve_http<H: HttpHandler>() -> Result<(), lambda_http::Error> {
     .await
 }
 
+/// Runs HTTP function `H` as `handler`, which needs nothing from the services (no
+/// configuration, no AWS client, no secret): its init is the logging alone, so its cold
+/// start costs the least and its role needs no permission.
+pub async fn serve_http_standalone<H: HttpHandler>(handler: H) -> Result<(), lambda_http::Error> {
+    crate::telemetry::init(H::FUNCTION);
+    lambda_http::run(service_fn(|request| {
+        let response = crate::http::serve(request, |request| handler.handle(request));
+        async move { Ok::<_, Infallible>(response.await) }
+    }))
+    .await
+}
+
 /// Runs HTTP function `H`, whose responses are streamed (`lambda_http`'s streaming
 /// response: the HTTP integration prelude, then the body as it is produced), until the
 /// runtime stops it. Its route's integration must use API Gateway's STREAM transfer mode.

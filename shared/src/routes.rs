@@ -20,6 +20,16 @@ pub struct Route {
 pub const ROUTES: &[Route] = &[
     Route {
         method: "GET",
+        path: "/",
+        function: "web",
+    },
+    Route {
+        method: "GET",
+        path: "/assets/{name}",
+        function: "web",
+    },
+    Route {
+        method: "GET",
         path: "/health",
         function: "health",
     },

@@ -415,10 +415,21 @@ fn api_events_use_the_declared_rest_api_and_policies_name_actions() {
                 "{id}.{event}"
             );
         }
-        // Least privilege: inline statements name their actions, never a wildcard.
+        // Least privilege: inline statements name their actions, never a wildcard; a
+        // function that calls no AWS service has an empty list (SAM then gives its role
+        // only the managed policies for its logs and traces).
         let policies = get_path(function, &["Properties", "Policies"]).expect("own Policies");
         let mut actions = Vec::new();
         collect_actions(policies, &mut actions);
+        let binary = binary_name(function).unwrap_or_default();
+        if NO_AWS_FUNCTIONS.contains(&binary) {
+            assert_eq!(
+                policies.as_sequence().map(Vec::len),
+                Some(0),
+                "{id}: calls no AWS service, so `Policies: []`"
+            );
+            continue;
+        }
         assert!(!actions.is_empty(), "{id}: no inline policy actions");
         for action in actions {
             assert!(!action.contains('*'), "{id}: wildcard action {action}");
@@ -479,6 +490,28 @@ fn every_function_crate_is_deployed_and_every_deployed_binary_is_a_crate() {
         not_deployed.is_empty() && no_crate.is_empty(),
         "functions/ and template.yaml disagree\n  crates no function builds: {not_deployed:?}\n  Binaries without a crate: {no_crate:?}"
     );
+}
+
+/// The functions that call no AWS service at all (`shared::lambda::serve_http_standalone`:
+/// no configuration, store, queue or secret): their policy list is empty.
+const NO_AWS_FUNCTIONS: &[&str] = &["web"];
+
+#[test]
+fn the_functions_without_permissions_are_exactly_the_standalone_ones() {
+    let standalone: BTreeSet<String> = function_crates()
+        .into_iter()
+        .filter(|name| {
+            let main = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../functions")
+                .join(name)
+                .join("src/main.rs");
+            std::fs::read_to_string(&main)
+                .unwrap_or_else(|e| panic!("{}: {e}", main.display()))
+                .contains("serve_http_standalone")
+        })
+        .collect();
+    let listed: BTreeSet<String> = NO_AWS_FUNCTIONS.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(standalone, listed);
 }
 
 /// The DynamoDB actions the storage kernel (shared/src/store/dynamodb.rs) can need: get,
@@ -638,6 +671,8 @@ const FUNCTION_DYNAMODB: &[(&str, &[&str], &[&str])] = &[
         &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
         &[],
     ),
+    // Static files compiled into the binary: nothing read, not even the secret.
+    ("web", &[], &[]),
     // Nothing is stored on the ingest path.
     ("webhook-mercadolivre", &[], &[]),
     ("webhook-meta", &[], &[]),
@@ -786,7 +821,12 @@ fn every_function_gets_exactly_the_table_queue_and_secret_actions_its_handler_us
             .map(|(action, queue)| ((*action).to_owned(), (*queue).to_owned()))
             .collect();
         assert_eq!(queues, expected_queues, "{binary}: actions on the queues");
-        // Every function reads the one secret at init, and only when it is set.
+        // Every function reads the one secret at init, and only when it is set; one that
+        // calls no AWS service has no init to read it in.
+        if NO_AWS_FUNCTIONS.contains(binary) {
+            assert_eq!(secret_statements, 0, "{binary}: reads no secret");
+            continue;
+        }
         assert_eq!(
             secret_statements, 1,
             "{binary}: one statement for the secret"

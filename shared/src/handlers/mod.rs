@@ -17,6 +17,7 @@ pub mod notifications;
 pub mod questions;
 pub mod reconciler;
 pub mod token_refresher;
+pub mod web;
 pub mod webhook_mercadolivre;
 pub mod webhook_meta;
 pub mod webhook_worker;

@@ -17,7 +17,8 @@ use tracing::Instrument;
 pub use problem::{ApiError, Problem};
 pub use rate_limit::{EndpointLimit, RateLimitHeaders};
 pub use request::{
-    RequestIds, body_bytes, client_ip, path_param, query_param, request_ids, resource_path,
+    RequestIds, body_bytes, client_ip, path_param, public_path, query_param, request_ids,
+    resource_path,
 };
 pub use streaming::StreamingBody;
 

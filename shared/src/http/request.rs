@@ -53,6 +53,14 @@ pub fn resource_path(request: &Request) -> String {
         .unwrap_or_else(|| request.raw_http_path().to_owned())
 }
 
+/// The path as the caller asked for it: API Gateway's request context path, which keeps
+/// the stage (`/prod/`) or a custom domain's base path, else the request's own path.
+pub fn public_path(request: &Request) -> String {
+    context(request)
+        .and_then(|context| context.path.clone())
+        .unwrap_or_else(|| request.uri().path().to_owned())
+}
+
 /// The caller's address as API Gateway saw it.
 pub fn client_ip(request: &Request) -> Option<String> {
     context(request).and_then(|context| context.identity.source_ip.clone())
