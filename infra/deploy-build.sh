@@ -4,8 +4,10 @@
 #   bash infra/deploy-build.sh install   # idempotent: aws-sam-cli and cargo-lambda (with zig,
 #                                        # its arm64 linker) in infra/.venv-deploy, and Rust's
 #                                        # aarch64-unknown-linux-gnu target (rustup)
-#   bash infra/deploy-build.sh check     # checks .aws-sam/build after a `sam build`
-#                                        # (infra/deploy_check.py) and prints the zip sizes
+#   bash infra/deploy-build.sh check     # after a `sam build`: what `sam deploy` would ship
+#                                        # (infra/deploy_check.py), uploaded by `sam package`
+#                                        # to S3 on moto (infra/emulators.sh) and read back;
+#                                        # prints each function's zip size
 #   bash infra/deploy-build.sh           # install, `sam validate --lint`, `sam build`, check
 #
 # Environment:
@@ -76,9 +78,29 @@ sam() {
     PATH="$VENV/bin:$PATH" SAM_CLI_TELEMETRY=0 "$VENV/bin/sam" "$@"
 }
 
+# What `sam deploy` would ship, without AWS: the config and the build folders, then the
+# real `sam package` (the upload step of `sam deploy`, same template lookup) into S3 on
+# moto, and the zips it uploaded read back.
 cmd_check() {
     [[ -x "$VENV/bin/python" ]] || die "no venv at $VENV (run: $0 install)"
-    SAM_CLI_TELEMETRY=0 "$VENV/bin/python" "$ROOT/infra/deploy_check.py"
+    SAM_CLI_TELEMETRY=0 "$VENV/bin/python" "$ROOT/infra/deploy_check.py" built
+
+    local emulators=(bash "$ROOT/infra/emulators.sh") state
+    "${emulators[@]}" install
+    state="$(mktemp -d "${TMPDIR:-/tmp}/sellerhub-deploy-check.XXXXXX")"
+    # A subshell: its EXIT trap stops the emulators it started, whatever happens.
+    (
+        export SELLERHUB_EMULATORS_DIR="$state"
+        trap '"${emulators[@]}" stop >/dev/null 2>&1 || true; rm -rf -- "$SELLERHUB_EMULATORS_DIR"' EXIT
+        eval "$("${emulators[@]}" start)"
+        export AWS_ENDPOINT_URL="$MOTO_ENDPOINT" AWS_ACCESS_KEY_ID=moto AWS_SECRET_ACCESS_KEY=moto \
+            AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+        local bucket=sellerhub-deploy-check
+        "$VENV/bin/python" -c "import boto3, sys; boto3.client('s3').create_bucket(Bucket=sys.argv[1])" "$bucket"
+        sam package --config-file infra/samconfig.toml --s3-bucket "$bucket" --s3-prefix sellerhub \
+            --output-template-file .aws-sam/packaged.yaml --no-progressbar >&2
+        SAM_CLI_TELEMETRY=0 "$VENV/bin/python" "$ROOT/infra/deploy_check.py" packaged .aws-sam/packaged.yaml
+    )
 }
 
 cmd_all() {

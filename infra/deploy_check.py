@@ -1,14 +1,19 @@
-"""Checks, without AWS, that `sam deploy --config-file infra/samconfig.toml` after
-`sam build` would ship the built functions: run by `bash infra/deploy-build.sh check`
-with the venv's Python (it uses the SAM CLI's own template parser and template lookup).
+"""Checks, without AWS, what `sam deploy --config-file infra/samconfig.toml` after
+`sam build` would ship; run by `bash infra/deploy-build.sh check` with the venv's Python (it
+uses the SAM CLI's own template parser and template lookup).
 
+`deploy_check.py built`:
 1. The config leaves `sam deploy` to pick its template, and SAM then picks the built one
    (.aws-sam/build/template.yaml), not the sources (template.yaml, CodeUri ".": the
    whole repository).
 2. Every function of template.yaml is in the built template, its CodeUri a folder of
    .aws-sam/build holding one file, `bootstrap`: an executable ELF for the function's
    architecture (what SAM zips and uploads is that folder, whole).
-3. Prints each function's bootstrap and zip size (zipped as SAM zips it).
+
+`deploy_check.py packaged PACKAGED_TEMPLATE`: the template `sam package` wrote after
+uploading to S3 (moto, at AWS_ENDPOINT_URL) what `sam deploy` would upload: each
+function's CodeUri is an uploaded zip holding only an executable `bootstrap`. Prints each
+function's zip size.
 
 Exit 0 when all holds; else 1, each problem on its own line.
 """
@@ -68,15 +73,6 @@ def elf_machine(path):
     return int.from_bytes(header[18:20], "little")
 
 
-def zipped_size(folder):
-    """The folder zipped as `sam package` zips a CodeUri (deflate, default level)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(os.listdir(folder)):
-            archive.write(os.path.join(folder, name), name)
-    return buffer.tell()
-
-
 def check_build(problems):
     with open("template.yaml") as f:
         source = yaml_parse(f.read())
@@ -88,7 +84,6 @@ def check_build(problems):
     wanted, have = functions(source), functions(built)
     for name in sorted(set(wanted) - set(have)):
         problems.append(f"{name}: missing from {BUILT_TEMPLATE}")
-    rows = []
     for name, function in sorted(have.items()):
         code_uri = prop(built, function, "CodeUri")
         if not isinstance(code_uri, str) or code_uri.startswith("s3://"):
@@ -108,16 +103,46 @@ def check_build(problems):
         bootstrap = os.path.join(folder, "bootstrap")
         if not os.access(bootstrap, os.X_OK):
             problems.append(f"{name}: {bootstrap} is not executable")
-        architectures = prop(built, function, "Architectures") or ["x86_64"]
-        arch = architectures[0]
+        arch = (prop(built, function, "Architectures") or ["x86_64"])[0]
         if elf_machine(bootstrap) != MACHINES.get(arch):
             problems.append(f"{name}: {bootstrap} is not an ELF executable for {arch}")
         if prop(built, function, "Handler") != "bootstrap":
             problems.append(f"{name}: Handler is not bootstrap")
-        binary = function.get("Metadata", {}).get("BuildProperties", {}).get("Binary", "?")
-        rows.append((name, binary, arch, os.path.getsize(bootstrap), zipped_size(folder)))
+    if not problems:
+        print(f"{BUILT_TEMPLATE}: {len(have)} functions, each CodeUri a build folder holding only its bootstrap")
+
+
+def check_packaged(path, problems):
+    import boto3
+
+    with open(path) as f:
+        packaged = yaml_parse(f.read())
+    with open(BUILT_TEMPLATE) as f:
+        built = yaml_parse(f.read())
+    for name in sorted(set(functions(built)) - set(functions(packaged))):
+        problems.append(f"{name}: missing from the packaged template")
+    s3 = boto3.client("s3")
+    mib = 1024 * 1024
+    rows = []
+    for name, function in sorted(functions(packaged).items()):
+        code_uri = prop(packaged, function, "CodeUri")
+        if not isinstance(code_uri, str) or not code_uri.startswith("s3://"):
+            problems.append(f"{name}: packaged CodeUri {code_uri!r} is not an uploaded object")
+            continue
+        bucket, key = code_uri[len("s3://"):].split("/", 1)
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        archive = zipfile.ZipFile(io.BytesIO(body))
+        if archive.namelist() != ["bootstrap"]:
+            problems.append(f"{name}: the uploaded zip holds {archive.namelist()[:5]}, not just bootstrap")
+            continue
+        info = archive.getinfo("bootstrap")
+        if not (info.external_attr >> 16) & 0o111:
+            problems.append(f"{name}: the uploaded bootstrap is not executable")
+        binary = built["Resources"][name].get("Metadata", {}).get("BuildProperties", {}).get("Binary", "?")
+        arch = (prop(packaged, function, "Architectures") or ["x86_64"])[0]
+        rows.append((name, binary, arch, info.file_size, len(body)))
     if rows:
-        mib = 1024 * 1024
+        print("sam package uploaded, for each function, a zip holding only its bootstrap:")
         print(f"{'function':<30} {'binary':<22} {'arch':<7} {'bootstrap':>10} {'zip':>9}")
         for name, binary, arch, size, zipped in rows:
             print(f"{name:<30} {binary:<22} {arch:<7} {size / mib:>8.2f}Mi {zipped / mib:>7.2f}Mi")
@@ -126,8 +151,14 @@ def check_build(problems):
 
 def main():
     problems = []
-    check_config(problems)
-    check_build(problems)
+    if sys.argv[1:2] == ["built"]:
+        check_config(problems)
+        check_build(problems)
+    elif sys.argv[1:2] == ["packaged"] and len(sys.argv) == 3:
+        check_packaged(sys.argv[2], problems)
+    else:
+        print("usage: deploy_check.py built | packaged PACKAGED_TEMPLATE", file=sys.stderr)
+        return 2
     for problem in problems:
         print(f"deploy check: {problem}", file=sys.stderr)
     return 1 if problems else 0
