@@ -8,13 +8,17 @@
 #                                        # (infra/deploy_check.py), uploaded by `sam package`
 #                                        # to S3 on moto (infra/emulators.sh) and read back;
 #                                        # prints each function's zip size
+#   bash infra/deploy-build.sh release-one   # RELEASE_FUNCTION (questions) alone in the release
+#                                        # profile for arm64, held to the 8 MB budget
 #   bash infra/deploy-build.sh           # install, `sam validate --lint`, `sam build`, check
 #
 # Environment:
-#   LAMBDA_PROFILE=ci   build with the release profile lightened for speed (opt-level 0, no
-#                       LTO), as CI does: it proves every function builds and links for arm64
-#                       and what SAM makes of it, not the binaries' size or speed. Default:
-#                       the release profile of Cargo.toml (opt-level "z", fat LTO)
+#   LAMBDA_PROFILE=ci   as CI does: `sam build` with the release profile lightened for speed
+#                       (opt-level 0, no LTO: it proves every function builds and links for
+#                       arm64 and what SAM makes of it, not the binaries' size), then one
+#                       function, RELEASE_FUNCTION (default questions, the largest), in the
+#                       real release profile, held to the 8 MB budget. Default: `sam build`
+#                       in the release profile of Cargo.toml (opt-level "z", fat LTO)
 #   SELLERHUB_DEPLOY_VENV   the venv (default infra/.venv-deploy)
 #
 # Each step prints how long it took.
@@ -103,24 +107,44 @@ cmd_check() {
     )
 }
 
+# One function in the real release profile, for arm64: its bootstrap must stay within the
+# size budget (Cargo.toml's [profile.release]).
+cmd_release_one() {
+    local function="${RELEASE_FUNCTION:-questions}" budget=8000000 target_dir bootstrap size
+    PATH="$VENV/bin:$PATH" cargo lambda build --release --arm64 --bin "$function"
+    target_dir="$(cargo metadata --format-version 1 --no-deps |
+        "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+    bootstrap="$target_dir/lambda/$function/bootstrap"
+    size="$(stat -c %s "$bootstrap")"
+    log "$function in the release profile, arm64: bootstrap $size bytes (budget $budget)"
+    ((size <= budget)) || die "$bootstrap is $size bytes, over the $budget-byte budget"
+}
+
 cmd_all() {
     timed "install" cmd_install
     timed "sam validate --lint" sam validate --lint --config-file infra/samconfig.toml
     if [[ "${LAMBDA_PROFILE:-release}" == ci ]]; then
-        log "LAMBDA_PROFILE=ci: the release profile at opt-level 0, without LTO"
-        export CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_LTO=off \
-            CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+        log "LAMBDA_PROFILE=ci: sam build in the release profile at opt-level 0, without LTO"
+        (
+            export CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_LTO=off \
+                CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+            timed "sam build" sam build --config-file infra/samconfig.toml
+        )
+        timed "check" cmd_check
+        timed "release profile, ${RELEASE_FUNCTION:-questions} only" cmd_release_one
+    else
+        timed "sam build" sam build --config-file infra/samconfig.toml
+        timed "check" cmd_check
     fi
-    timed "sam build" sam build --config-file infra/samconfig.toml
-    timed "check" cmd_check
 }
 
 case "${1:-all}" in
 install) cmd_install ;;
 check) cmd_check ;;
+release-one) cmd_release_one ;;
 all) cmd_all ;;
 *)
-    echo "usage: $0 [install|check|all]" >&2
+    echo "usage: $0 [install|check|release-one|all]" >&2
     exit 2
     ;;
 esac
