@@ -6,8 +6,9 @@
 #   - the rate limiter's round trips per check and check latency against Redis (limiter_bench);
 #   - ingest: the webhook ingest handlers' p50/p99 in process, excluding the SQS call
 #     (ingest_bench), then the local runner's accepted webhooks/s at 64 connections against
-#     the Node/BullMQ peer in ../shared/peers/node-bullmq, in the same run, with the same
-#     wrk script, body and signature, counting the accepted webhooks on the queue;
+#     the Node/BullMQ peer in PEER_DIR (default ../shared/peers/node-bullmq), in the same
+#     run, with the same wrk script, body and signature, counting the accepted webhooks on
+#     the queue;
 #   - SSE: the local runner holding SSE_STREAMS (1000) GET /v1/events streams with
 #     heartbeats (its RSS and CPU), and webhook accepted -> event received on them, p50/p99
 #     (sse_bench; goal p99 <= 50 ms).
@@ -116,7 +117,7 @@ run_coldstarts() {
 
 # ------------------------------------------------------------------ ingest
 
-PEER_SRC="$ROOT/../shared/peers/node-bullmq"
+PEER_SRC="${PEER_DIR:-$ROOT/../shared/peers/node-bullmq}"
 INGEST_ROUNDS=${INGEST_ROUNDS:-3}
 THREADS=${THREADS:-2} CONNS=${CONNS:-64} WARMUP=${WARMUP:-5s} DURATION=${DURATION:-15s}
 RUNNER_PORT=${RUNNER_PORT:-3911} PEER_PORT=${PEER_PORT:-3901}
@@ -287,7 +288,7 @@ run_peer() {
 
 run_ingest() {
     [ -f "$PEER_SRC/run.sh" ] && [ -f "$PEER_SRC/post.lua" ] && [ -f "$PEER_SRC/body.json" ] \
-        || die "the Node/BullMQ peer is missing: expected ../shared/peers/node-bullmq next to the repository ($PEER_SRC)"
+        || die "the Node/BullMQ peer is missing: set PEER_DIR to its directory (not found: $PEER_SRC)"
     [[ $DURATION =~ ^[0-9]+s$ ]] && [ "${DURATION%s}" -ge 4 ] || die "DURATION must be whole seconds >= 4, like 15s"
     apt_install wrk:wrk redis-server:redis-server redis-cli:redis-tools curl:curl jq:jq
     command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] \

@@ -28,7 +28,7 @@ VENV="${SELLERHUB_VENV:-$ROOT/infra/.venv}"
 STATE="${SELLERHUB_EMULATORS_DIR:-/tmp/sellerhub-emulators}"
 HOST=127.0.0.1
 
-# Pinned: the versions known to work with this project (see ../shared/DESIGN.md).
+# Pinned: the versions known to work with this project.
 MOTO_VERSION=5.2.1
 CFN_LINT_VERSION=1.51.0
 # In a venv of its own: its dependencies (hypothesis, jsonschema, werkzeug…) must not move

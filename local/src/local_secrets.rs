@@ -10,10 +10,15 @@ use secrecy::{ExposeSecret, SecretString};
 use shared::auth::GrantCipher;
 use shared::config::Config;
 
-const FILE: &str = "local-secrets.json";
+pub const FILE: &str = "local-secrets.json";
 
-/// Adds the generated secrets `config` lacks, making and saving them on first use.
-pub fn fill_in(config: &mut Config) -> std::io::Result<()> {
+/// The client secret the sandbox provider checks: generated for the sandbox, so never used
+/// with a real Mercado Livre (MERCADOLIVRE_API_URL set), where it must be configured.
+const SANDBOX_CLIENT_SECRET: &str = "MERCADOLIVRE_CLIENT_SECRET";
+
+/// Adds the generated secrets `config` lacks, making and saving them on first use, and
+/// answers the names of those it added.
+pub fn fill_in(config: &mut Config) -> std::io::Result<Vec<&'static str>> {
     let path = config.data_dir.join(FILE);
     let mut saved = read(&path)?;
     let before = saved.len();
@@ -28,7 +33,7 @@ pub fn fill_in(config: &mut Config) -> std::io::Result<()> {
     ];
     if config.auth.sandbox {
         // The sandbox provider checks the client secret like Mercado Livre does.
-        wanted.push(("MERCADOLIVRE_CLIENT_SECRET", shared::auth::random_token));
+        wanted.push((SANDBOX_CLIENT_SECRET, shared::auth::random_token));
     }
     for (name, generate) in wanted {
         saved.entry(name.to_owned()).or_insert_with(|| generate(48));
@@ -43,17 +48,23 @@ pub fn fill_in(config: &mut Config) -> std::io::Result<()> {
     if saved.len() != before {
         write(&path, &saved)?;
     }
+    let mut added = Vec::new();
     for (name, value) in saved {
+        if name == SANDBOX_CLIENT_SECRET && !config.auth.sandbox {
+            continue;
+        }
         if let Some(known) = shared::config::SECRET_NAMES
             .iter()
             .find(|known| **known == name)
+            && config.secrets.get(known).is_none()
         {
             config
                 .secrets
                 .insert_default(known, SecretString::from(value));
+            added.push(*known);
         }
     }
-    Ok(())
+    Ok(added)
 }
 
 fn read(path: &Path) -> std::io::Result<BTreeMap<String, String>> {
@@ -125,6 +136,21 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn the_sandbox_client_secret_is_never_used_with_a_real_mercado_livre() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sandbox = config(dir.path(), &[]);
+        let added = fill_in(&mut sandbox).unwrap();
+        assert!(added.contains(&SANDBOX_CLIENT_SECRET), "{added:?}");
+
+        let real = [("MERCADOLIVRE_API_URL", "https://api.mercadolibre.com")];
+        let mut config = config(dir.path(), &real);
+        let added = fill_in(&mut config).unwrap();
+        assert!(config.secrets.get(SANDBOX_CLIENT_SECRET).is_none());
+        assert!(!added.contains(&SANDBOX_CLIENT_SECRET), "{added:?}");
+        assert!(added.contains(&"SESSION_SIGNING_KEY"), "{added:?}");
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub const FILE_NAME: &str = "sellerhub.redb";
 pub enum EmbeddedError {
     #[error("cannot open {path}: {reason}")]
     Open { path: PathBuf, reason: String },
+    /// Another process holds the database (it is one process's at a time).
+    #[error("{path} is in use by another process (another local runner?)")]
+    Locked { path: PathBuf },
     #[error("embedded database: {0}")]
     Storage(String),
     /// The file could not be read or written (a full disk): nothing was written.
@@ -286,11 +289,17 @@ fn open_file(path: &Path) -> Result<Database, EmbeddedError> {
     #[cfg(unix)]
     file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .map_err(|error| open_error(error.to_string()))?;
-    let backend = FileBackend::new(file).map_err(|error| open_error(error.to_string()))?;
+    let database_error = |error: redb::DatabaseError| match error {
+        redb::DatabaseError::DatabaseAlreadyOpen => EmbeddedError::Locked {
+            path: path.to_owned(),
+        },
+        error => open_error(error.to_string()),
+    };
+    let backend = FileBackend::new(file).map_err(database_error)?;
     redb::Builder::new()
         .set_cache_size(CACHE_BYTES)
         .create_with_backend(backend)
-        .map_err(|error| open_error(error.to_string()))
+        .map_err(database_error)
 }
 
 fn write_loop(shared: &Shared, jobs: &mpsc::Receiver<Box<dyn Job>>) {
@@ -567,6 +576,17 @@ mod tests {
             let _db = EmbeddedDb::open(dir.path()).unwrap();
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_database_held_elsewhere_is_reported_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = EmbeddedDb::open(dir.path()).unwrap();
+        match EmbeddedDb::open(dir.path()) {
+            Err(EmbeddedError::Locked { path }) => assert_eq!(path, dir.path().join(FILE_NAME)),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("opened twice"),
         }
     }
 }

@@ -188,6 +188,64 @@ pub fn workers_of(doc: &Value) -> BTreeSet<(String, String)> {
     workers
 }
 
+/// Every parameter as (name, its `Default` when it has one, its `AllowedPattern`).
+pub fn parameters(doc: &Value) -> Vec<(String, Option<String>, Option<String>)> {
+    mapping_entries(get(doc, "Parameters"))
+        .into_iter()
+        .map(|(name, parameter)| {
+            let text = |key: &str| get(parameter, key).and_then(scalar_text);
+            (name, text("Default"), text("AllowedPattern"))
+        })
+        .collect()
+}
+
+/// The environment a function runs with: `Globals.Function.Environment.Variables` and its
+/// own, its own winning (SAM merges the two maps), each value evaluated: a literal as
+/// is, `!Ref X` as `resolve(X)`. Any other intrinsic, or a name `resolve` does not know,
+/// is an error naming the variable, so a template change this cannot evaluate fails the
+/// test using it instead of passing over a variable.
+pub fn function_environment(
+    doc: &Value,
+    function: &Value,
+    resolve: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut merged: Vec<(String, &Value)> = mapping_entries(get_path(
+        doc,
+        &["Globals", "Function", "Environment", "Variables"],
+    ));
+    for (name, value) in mapping_entries(get_path(
+        function,
+        &["Properties", "Environment", "Variables"],
+    )) {
+        merged.retain(|(known, _)| *known != name);
+        merged.push((name, value));
+    }
+    merged
+        .into_iter()
+        .map(|(name, value)| {
+            let evaluated = match intrinsic(value) {
+                None => scalar_text(value),
+                Some((function, arg)) if function == "Ref" => arg.as_str().and_then(&resolve),
+                Some(_) => None,
+            };
+            evaluated
+                .map(|text| (name.clone(), text))
+                .ok_or_else(|| format!("{name}: cannot evaluate {value:?}"))
+        })
+        .collect()
+}
+
+/// A scalar as CloudFormation passes it on: strings as they are, numbers and booleans
+/// as their text.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
 // ------------------------------------------------------------------ references
 
 /// What a reference names.

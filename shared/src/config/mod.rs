@@ -13,7 +13,7 @@ mod secrets;
 mod vars;
 mod webhooks;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 pub use auth::{AuthSettings, is_local_path};
@@ -62,12 +62,36 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("{0} is not set")]
+    #[error("{} is not set{}", .0, secret_hint(.0))]
     Missing(&'static str),
     #[error("{name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
     #[error("SECRETS_ARN: {0}")]
     Secret(String),
+}
+
+/// HOST: an IP address, or `localhost` (127.0.0.1); other names are not resolved.
+fn host<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<IpAddr, ConfigError> {
+    match vars.text("HOST") {
+        None => Ok(Ipv4Addr::LOCALHOST.into()),
+        Some(name) if name.eq_ignore_ascii_case("localhost") => Ok(Ipv4Addr::LOCALHOST.into()),
+        Some(text) => text.parse().map_err(|_| ConfigError::Invalid {
+            name: "HOST",
+            reason: format!(
+                "{text:?}: expected an IP address, such as 127.0.0.1 (this machine only) or \
+                 0.0.0.0 (every interface)"
+            ),
+        }),
+    }
+}
+
+/// Where a missing secret can come from, for its error message.
+fn secret_hint(name: &str) -> &'static str {
+    if SECRET_NAMES.contains(&name) {
+        " (a secret, from the environment or from the Secrets Manager secret named by SECRETS_ARN)"
+    } else {
+        ""
+    }
 }
 
 impl Config {
@@ -89,15 +113,20 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let vars = Vars(var);
         let (store, queue) = backends::read(&vars, profile)?;
-        let host: std::net::IpAddr = vars.parsed("HOST", std::net::IpAddr::from([127, 0, 0, 1]))?;
         let port: u16 = vars.parsed("PORT", 3000)?;
+        if let Some(level) = vars.text("LOG_LEVEL") {
+            crate::telemetry::parse_log_filter(&level).map_err(|reason| ConfigError::Invalid {
+                name: "LOG_LEVEL",
+                reason,
+            })?;
+        }
         Ok(Self {
             profile,
             version: env!("CARGO_PKG_VERSION"),
             store,
             queue,
             data_dir: PathBuf::from(vars.text("DATA_DIR").unwrap_or_else(|| ".data".into())),
-            listen: SocketAddr::new(host, port),
+            listen: SocketAddr::new(host(&vars)?, port),
             local_workers: vars.parsed("LOCAL_WORKERS", true)?,
             health: health::read(&vars)?,
             mercadolivre: mercadolivre::read(&vars)?,
@@ -223,6 +252,43 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn host_is_an_ip_address_or_localhost_and_log_level_must_parse() {
+        let listen = |host: &str| config(Profile::Local, &[("HOST", host)]).map(|c| c.listen);
+        assert_eq!(listen("localhost"), Ok("127.0.0.1:3000".parse().unwrap()));
+        assert_eq!(listen("0.0.0.0"), Ok("0.0.0.0:3000".parse().unwrap()));
+        assert_eq!(listen("::1"), Ok("[::1]:3000".parse().unwrap()));
+        let error = listen("example.com").unwrap_err();
+        assert!(matches!(error, ConfigError::Invalid { name: "HOST", .. }));
+        assert!(
+            error.to_string().contains("expected an IP address"),
+            "{error}"
+        );
+
+        let error = config(Profile::Local, &[("LOG_LEVEL", "verbose")]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("LOG_LEVEL is invalid: \"verbose\""),
+            "{error}"
+        );
+        assert!(config(Profile::Local, &[("LOG_LEVEL", "info,shared=debug")]).is_ok());
+    }
+
+    #[test]
+    fn a_missing_secret_says_where_secrets_come_from() {
+        let message = ConfigError::Missing("SESSION_SIGNING_KEY").to_string();
+        assert!(
+            message.starts_with("SESSION_SIGNING_KEY is not set (a secret")
+                && message.contains("SECRETS_ARN"),
+            "{message}"
+        );
+        assert_eq!(
+            ConfigError::Missing("TABLE_NAME").to_string(),
+            "TABLE_NAME is not set"
+        );
     }
 
     #[test]

@@ -15,14 +15,70 @@ use super::redact::{REDACTED, is_secret_name, redact_field, redact_text};
 
 pub struct JsonLines {
     function: String,
+    /// Written as text for a person instead ([`render_text`]): the same fields, the
+    /// same redaction.
+    text: bool,
 }
 
 impl JsonLines {
     pub fn new(function: &str) -> Self {
         Self {
             function: function.to_owned(),
+            text: false,
         }
     }
+
+    /// Lines for a person at a terminal: `12:00:00 INFO message: error key=value`.
+    pub fn text(function: &str) -> Self {
+        Self {
+            text: true,
+            ..Self::new(function)
+        }
+    }
+}
+
+/// Fields a person at a terminal does not need on every line.
+const NOT_FOR_PEOPLE: &[&str] = &[
+    "timestamp",
+    "level",
+    "target",
+    "message",
+    "error",
+    "request_id",
+    "correlation_id",
+    "cold_start",
+];
+
+/// `line` as `HH:MM:SS LEVEL message: error key=value …` (`function` only when it is not
+/// the process's own).
+fn render_text(line: &Map<String, Value>, own_function: &str) -> String {
+    let text = |key: &str| match line.get(key) {
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let timestamp = text("timestamp");
+    let time = timestamp.get(11..19).unwrap_or(&timestamp);
+    let mut out = format!("{time} {:<5} {}", text("level"), text("message"));
+    if line.contains_key("error") {
+        out.push_str(": ");
+        out.push_str(&text("error"));
+    }
+    for (key, value) in line {
+        if NOT_FOR_PEOPLE.contains(&key.as_str())
+            || (key == "function" && value.as_str() == Some(own_function))
+        {
+            continue;
+        }
+        let value = match value {
+            Value::String(text) if !text.is_empty() && !text.contains([' ', '"', '=']) => {
+                text.clone()
+            }
+            other => other.to_string(),
+        };
+        out.push_str(&format!(" {key}={value}"));
+    }
+    out
 }
 
 impl<S, N> FormatEvent<S, N> for JsonLines
@@ -60,7 +116,11 @@ where
         }
 
         event.record(&mut Fields(&mut line));
-        writeln!(writer, "{}", Value::Object(line))
+        if self.text {
+            writeln!(writer, "{}", render_text(&line, &self.function))
+        } else {
+            writeln!(writer, "{}", Value::Object(line))
+        }
     }
 }
 
@@ -201,6 +261,44 @@ mod tests {
         assert_eq!(
             lines[2]["grant"],
             "Grant { seller: 1, access_token: \"[REDACTED]\" }"
+        );
+    }
+
+    #[test]
+    fn text_lines_are_for_people_and_redacted_alike() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(super::JsonLines::text("local"))
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = invocation_span("req-1", "corr-1");
+            let _entered = span.enter();
+            tracing::error!(error = "boom", function = "webhook-worker", "record failed");
+            tracing::info!(
+                access_token = "APP_USR-1234567-112233-abcdef",
+                path = "/a b",
+                "stored"
+            );
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        // 12:00:00 ERROR record failed: boom function=webhook-worker
+        assert_eq!(lines[0].as_bytes()[2], b':', "{text}");
+        assert!(
+            lines[0].ends_with(" ERROR record failed: boom function=webhook-worker"),
+            "{text}"
+        );
+        assert!(
+            lines[1].ends_with(r#" INFO  stored access_token=[REDACTED] path="/a b""#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("req-1") && !text.contains("APP_USR"),
+            "{text}"
         );
     }
 

@@ -23,25 +23,60 @@ pub const SLOW_CALL: Duration = Duration::from_millis(100);
 /// The metric counting calls slower than [`SLOW_CALL`], by `Dependency`.
 pub const SLOW_CALLS: &str = "SlowCalls";
 
-/// The log filter: LOG_LEVEL, else Lambda's AWS_LAMBDA_LOG_LEVEL, else `info`.
-/// Accepts a level (`debug`) or per-target levels (`info,shared=debug`); anything else
-/// falls back to `info`.
+/// The log filter: LOG_LEVEL, else Lambda's AWS_LAMBDA_LOG_LEVEL, else `info`; one that
+/// does not parse ([`parse_log_filter`]) falls back to `info` here, and the configuration
+/// refuses it at init, naming LOG_LEVEL.
 pub fn log_filter(log_level: Option<&str>, lambda_log_level: Option<&str>) -> Targets {
-    let wanted = log_level
+    log_level
         .or(lambda_log_level)
-        .map(|level| match level.trim().to_ascii_lowercase().as_str() {
-            "fatal" => "error".to_owned(),
-            other => other.to_owned(),
-        })
-        .unwrap_or_else(|| "info".to_owned());
+        .and_then(|wanted| parse_log_filter(wanted).ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
+/// A level (`debug`; `fatal` is `error`) or per-target levels (`info,shared=debug`).
+pub fn parse_log_filter(text: &str) -> Result<Targets, String> {
+    let wanted = match text.trim().to_ascii_lowercase().as_str() {
+        "fatal" => "error".to_owned(),
+        other => other.to_owned(),
+    };
     // A bare word is a level; `Targets` would take it as a target name and log nothing.
     let bare_words_are_levels = wanted
         .split(',')
         .filter(|directive| !directive.contains('='))
         .all(|level| level.trim().parse::<LevelFilter>().is_ok());
     match wanted.parse() {
-        Ok(targets) if bare_words_are_levels => targets,
-        _ => Targets::new().with_default(LevelFilter::INFO),
+        Ok(targets) if bare_words_are_levels && !wanted.is_empty() => Ok(targets),
+        _ => Err(format!(
+            "{text:?}: expected a level (error, warn, info, debug, trace) or levels by \
+             target (info,shared=debug)"
+        )),
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line: what Lambda and CloudWatch read.
+    Json,
+    /// `12:00:00 INFO message: error key=value`, for a person at a terminal.
+    Text,
+}
+
+impl LogFormat {
+    /// LOG_FORMAT (`json` or `text`) when set, else text for a terminal, else JSON.
+    pub fn choose(log_format: Option<&str>, terminal: bool) -> Result<Self, String> {
+        match log_format
+            .map(|text| text.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("") => Ok(if terminal { Self::Text } else { Self::Json }),
+            Some("json") => Ok(Self::Json),
+            Some("text") => Ok(Self::Text),
+            Some(_) => Err(format!(
+                "{:?}: expected json or text",
+                log_format.unwrap_or_default()
+            )),
+        }
     }
 }
 
@@ -55,16 +90,39 @@ pub fn init_with_writer<W>(function: &str, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    init_with_format(function, LogFormat::Json, writer);
+}
+
+/// [`init_with_writer`] in `format`.
+pub fn init_with_format<W>(function: &str, format: LogFormat, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = log_filter(
         std::env::var("LOG_LEVEL").ok().as_deref(),
         std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
     );
-    let _ = tracing::subscriber::set_global_default(subscriber(function, filter, writer));
+    let lines = match format {
+        LogFormat::Json => JsonLines::new(function),
+        LogFormat::Text => JsonLines::text(function),
+    };
+    let _ = tracing::subscriber::set_global_default(with_lines(lines, filter, writer));
 }
 
-/// The logger, writing to any writer (tests capture lines with it).
+/// The JSON logger, writing to any writer (tests capture lines with it).
 pub fn subscriber<W>(
     function: &str,
+    filter: Targets,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    with_lines(JsonLines::new(function), filter, writer)
+}
+
+fn with_lines<W>(
+    lines: JsonLines,
     filter: Targets,
     writer: W,
 ) -> impl tracing::Subscriber + Send + Sync
@@ -74,7 +132,7 @@ where
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-        .event_format(JsonLines::new(function))
+        .event_format(lines)
         .with_writer(writer)
         .finish()
         .with(filter)
@@ -202,5 +260,26 @@ mod tests {
             emf::capture::dimension_sets(slow_calls[0]),
             serde_json::json!([["Dependency"]])
         );
+    }
+
+    #[test]
+    fn a_log_level_that_does_not_parse_is_refused() {
+        for bad in ["loud!!", "verbose", "info,shared=loud", ""] {
+            let error = super::parse_log_filter(bad).unwrap_err();
+            assert!(error.contains("expected a level"), "{bad}: {error}");
+        }
+        for good in ["debug", "FATAL", "warn,shared::store=trace"] {
+            assert!(super::parse_log_filter(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn logs_are_text_at_a_terminal_unless_log_format_says() {
+        use super::LogFormat;
+        assert_eq!(LogFormat::choose(None, true), Ok(LogFormat::Text));
+        assert_eq!(LogFormat::choose(None, false), Ok(LogFormat::Json));
+        assert_eq!(LogFormat::choose(Some("JSON"), true), Ok(LogFormat::Json));
+        assert_eq!(LogFormat::choose(Some("text"), false), Ok(LogFormat::Text));
+        assert!(LogFormat::choose(Some("pretty"), true).is_err());
     }
 }
