@@ -34,6 +34,18 @@ pub fn template_path() -> PathBuf {
 }
 
 /// Parses a template (YAML or JSON) keeping CloudFormation tags.
+/// Whether function crate `name` calls no AWS service at all: its main serves with
+/// `shared::lambda::serve_http_standalone` (no configuration, store, queue or secret).
+pub fn is_standalone(name: &str) -> bool {
+    let main = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../functions")
+        .join(name)
+        .join("src/main.rs");
+    std::fs::read_to_string(&main)
+        .unwrap_or_else(|e| panic!("{}: {e}", main.display()))
+        .contains("serve_http_standalone")
+}
+
 pub fn parse(text: &str) -> Result<Value, serde_norway::Error> {
     serde_norway::from_str(text)
 }

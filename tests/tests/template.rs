@@ -500,15 +500,7 @@ const NO_AWS_FUNCTIONS: &[&str] = &["web"];
 fn the_functions_without_permissions_are_exactly_the_standalone_ones() {
     let standalone: BTreeSet<String> = function_crates()
         .into_iter()
-        .filter(|name| {
-            let main = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../functions")
-                .join(name)
-                .join("src/main.rs");
-            std::fs::read_to_string(&main)
-                .unwrap_or_else(|e| panic!("{}: {e}", main.display()))
-                .contains("serve_http_standalone")
-        })
+        .filter(|name| template::is_standalone(name))
         .collect();
     let listed: BTreeSet<String> = NO_AWS_FUNCTIONS.iter().map(|s| (*s).to_owned()).collect();
     assert_eq!(standalone, listed);
