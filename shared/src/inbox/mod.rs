@@ -307,41 +307,36 @@ impl Inbox {
     }
 
     /// The seller read a conversation: its unread count goes to zero, with a
-    /// `conversation.read` event. Reading one with nothing unread changes nothing; `None`
-    /// when the tenant has no such conversation.
+    /// `conversation.read` event. Reading one with nothing unread, or one the tenant does
+    /// not have, changes nothing.
     pub async fn apply_conversation_read(
         &self,
         tenant: &str,
         channel: Channel,
         conversation_id: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<Applied>> {
+    ) -> StoreResult<Applied> {
         let key = keys::conversation(tenant, channel, conversation_id);
         let key = &key;
-        if self.store.get(key).await?.is_none() {
-            return Ok(None);
-        }
-        let applied = self
-            .commit(&[], || async move {
-                let Some(old) = self.store.get(key).await? else {
-                    return Ok(None);
-                };
-                if old.data["unread"].as_u64().unwrap_or(0) == 0 {
-                    return Ok(None);
-                }
-                let mut item = old.clone().with_version(old.version + 1);
-                item.data["unread"] = json!(0);
-                let data = json!({ "channel": channel, "conversation_id": conversation_id });
-                Ok(Some(Plan {
-                    ops: vec![
-                        put(item, Condition::VersionIs(old.version)),
-                        event(tenant, "conversation.read", &data, now_ms),
-                    ],
-                    applied: Applied::Updated,
-                }))
-            })
-            .await?;
-        Ok(Some(applied))
+        self.commit(&[], || async move {
+            let Some(old) = self.store.get(key).await? else {
+                return Ok(None);
+            };
+            if old.data["unread"].as_u64().unwrap_or(0) == 0 {
+                return Ok(None);
+            }
+            let mut item = old.clone().with_version(old.version + 1);
+            item.data["unread"] = json!(0);
+            let data = json!({ "channel": channel, "conversation_id": conversation_id });
+            Ok(Some(Plan {
+                ops: vec![
+                    put(item, Condition::VersionIs(old.version)),
+                    event(tenant, "conversation.read", &data, now_ms),
+                ],
+                applied: Applied::Updated,
+            }))
+        })
+        .await
     }
 
     /// A message's delivery status (`sent` → `delivered` → `read`, or `failed`); a status
