@@ -515,11 +515,31 @@ fn walk_intrinsic(name: &str, arg: &Value, at: &str, found: &mut Vec<Reference>)
 
 // ------------------------------------------------------------------ policies
 
-/// The IAM statements of a function's inline `Policies`, each `!If` branch included (a
+/// A function's inline policies: its own `Policies`, or, when it names its own role
+/// (`Role: !GetAtt <Role>.Arn`), that role's `Policies`.
+pub fn function_policies<'a>(doc: &'a Value, function: &'a Value) -> Option<&'a Value> {
+    match own_role(doc, function) {
+        Some(role) => get_path(role, &["Properties", "Policies"]),
+        None => get_path(function, &["Properties", "Policies"]),
+    }
+}
+
+/// The `AWS::IAM::Role` a function names in `Role: !GetAtt <Role>.Arn`, if any.
+pub fn own_role<'a>(doc: &'a Value, function: &Value) -> Option<&'a Value> {
+    let role = get_path(function, &["Properties", "Role"])?;
+    match references(role).as_slice() {
+        [r] if r.kind == RefKind::GetAtt && r.target.ends_with(".Arn") => {
+            resource(doc, r.base()).filter(|role| resource_type(role) == Some("AWS::IAM::Role"))
+        }
+        _ => panic!("Role {role:?} is not !GetAtt <an AWS::IAM::Role>.Arn"),
+    }
+}
+
+/// The IAM statements of a function's inline policies, each `!If` branch included (a
 /// statement that only exists under a condition still grants what it says).
-pub fn policy_statements(function: &Value) -> Vec<&Value> {
+pub fn policy_statements<'a>(doc: &'a Value, function: &'a Value) -> Vec<&'a Value> {
     let mut statements = Vec::new();
-    if let Some(policies) = get_path(function, &["Properties", "Policies"]) {
+    if let Some(policies) = function_policies(doc, function) {
         collect_statements(policies, &mut statements);
     }
     statements

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use sellerhub_tests::template::{
-    self, RefKind, binary_name, dangling_references, function_events, function_property, functions,
-    get, get_path, policy_statements, resource, resource_type, statement_actions,
-    statement_resources,
+    self, RefKind, binary_name, dangling_references, function_events, function_policies,
+    function_property, functions, get, get_path, own_role, policy_statements, resource,
+    resource_type, statement_actions, statement_resources,
 };
 use serde_norway::Value;
 
@@ -418,7 +418,7 @@ fn api_events_use_the_declared_rest_api_and_policies_name_actions() {
         // Least privilege: inline statements name their actions, never a wildcard; a
         // function that calls no AWS service has an empty list (SAM then gives its role
         // only the managed policies for its logs and traces).
-        let policies = get_path(function, &["Properties", "Policies"]).expect("own Policies");
+        let policies = function_policies(&doc, function).expect("own Policies");
         let mut actions = Vec::new();
         collect_actions(policies, &mut actions);
         let binary = binary_name(function).unwrap_or_default();
@@ -542,7 +542,7 @@ fn table_part(resource: &Value) -> Option<&'static str> {
 fn no_function_policy_has_a_dynamodb_wildcard_or_a_table_it_does_not_own() {
     let doc = template::load();
     for (id, function) in functions(&doc) {
-        for statement in policy_statements(function) {
+        for statement in policy_statements(&doc, function) {
             let actions = statement_actions(statement);
             let dynamodb: Vec<&str> = actions
                 .iter()
@@ -686,8 +686,8 @@ const FUNCTION_DYNAMODB: &[(&str, &[&str], &[&str])] = &[
 ];
 
 /// The queues each function may act on, as (action, queue resource), by the code path
-/// its handler runs. What SAM adds for an SQS event source (the managed
-/// AWSLambdaSQSQueueExecutionRole) is not in the template's statements.
+/// its handler runs, and for a function with an SQS event, what its event source mapping
+/// needs (in its own role: see `a_function_with_an_sqs_event_has_its_own_role`).
 const FUNCTION_SQS: &[(&str, &[(&str, &str)])] = &[
     // The queue probe reads both depths.
     (
@@ -706,11 +706,14 @@ const FUNCTION_SQS: &[(&str, &[(&str, &str)])] = &[
         &[("sqs:SendMessage", "WebhookQueue")],
     ),
     ("webhook-meta", &[("sqs:SendMessage", "WebhookQueue")]),
-    // Deferrals re-sent, a failed record hidden for its backoff, and what fails 3 times
-    // sent to the dead-letter queue.
+    // Its event source mapping receives and deletes; deferrals re-sent, a failed record
+    // hidden for its backoff, and what fails 3 times sent to the dead-letter queue.
     (
         "webhook-worker",
         &[
+            ("sqs:ReceiveMessage", "WebhookQueue"),
+            ("sqs:DeleteMessage", "WebhookQueue"),
+            ("sqs:GetQueueAttributes", "WebhookQueue"),
             ("sqs:ChangeMessageVisibility", "WebhookQueue"),
             ("sqs:SendMessage", "WebhookQueue"),
             ("sqs:SendMessage", "WebhookDeadLetterQueue"),
@@ -719,6 +722,55 @@ const FUNCTION_SQS: &[(&str, &[(&str, &str)])] = &[
     // Missed notifications go back through the webhook queue.
     ("reconciler", &[("sqs:SendMessage", "WebhookQueue")]),
 ];
+
+/// SAM gives a function with an SQS event, in the role it makes, the managed
+/// AWSLambdaSQSQueueExecutionRole: receive and delete on every queue of the account. So
+/// such a function has its own role (checked statement by statement above), which Lambda
+/// can assume and which grants its logs and traces too.
+#[test]
+fn a_function_with_an_sqs_event_has_its_own_role() {
+    let doc = template::load();
+    let mut seen = 0;
+    for (id, function) in functions(&doc) {
+        if function_events(function, "SQS").is_empty() {
+            continue;
+        }
+        seen += 1;
+        let role = own_role(&doc, function)
+            .unwrap_or_else(|| panic!("{id}: an SQS event without its own Role"));
+        assert!(
+            get_path(function, &["Properties", "Policies"]).is_none(),
+            "{id}: Policies beside Role are ignored by SAM; they belong in the role"
+        );
+        let trust = get_path(
+            role,
+            &["Properties", "AssumeRolePolicyDocument", "Statement"],
+        )
+        .and_then(Value::as_sequence)
+        .unwrap_or_else(|| panic!("{id}: its role has no trust policy"));
+        assert!(
+            trust.iter().any(|statement| {
+                get_path(statement, &["Principal", "Service"]).and_then(Value::as_str)
+                    == Some("lambda.amazonaws.com")
+                    && statement_actions(statement) == ["sts:AssumeRole"]
+            }),
+            "{id}: Lambda cannot assume its role"
+        );
+        let actions: BTreeSet<&str> = policy_statements(&doc, function)
+            .into_iter()
+            .flat_map(statement_actions)
+            .collect();
+        for needed in [
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "xray:PutTraceSegments",
+            "xray:PutTelemetryRecords",
+        ] {
+            assert!(actions.contains(needed), "{id}: its role lacks {needed}");
+        }
+    }
+    assert!(seen > 0, "the webhook worker has an SQS event");
+}
 
 /// The queue a policy `Resource` names: `!GetAtt <Queue>.Arn` of an SQS queue.
 fn queue_of(doc: &Value, resource: &Value) -> Option<String> {
@@ -755,7 +807,7 @@ fn every_function_gets_exactly_the_table_queue_and_secret_actions_its_handler_us
         let mut granted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         let mut queues: BTreeSet<(String, String)> = BTreeSet::new();
         let mut secret_statements = 0;
-        for statement in policy_statements(function) {
+        for statement in policy_statements(&doc, function) {
             assert_eq!(
                 get(statement, "Effect").and_then(Value::as_str),
                 Some("Allow"),
@@ -789,6 +841,32 @@ fn every_function_gets_exactly_the_table_queue_and_secret_actions_its_handler_us
                         assert_eq!(refs, ["SecretsArn"], "{binary}: secret resource");
                         secret_statements += 1;
                     }
+                    // Only in a function's own role, in place of SAM's managed policies.
+                    "logs" => {
+                        assert!(
+                            ["logs:CreateLogStream", "logs:PutLogEvents"].contains(&action),
+                            "{binary}: {action}"
+                        );
+                        let log_group =
+                            get_path(function, &["Properties", "LoggingConfig", "LogGroup"])
+                                .map(template::references)
+                                .and_then(|refs| refs.first().map(|r| r.target.clone()))
+                                .unwrap_or_else(|| panic!("{binary}: no LoggingConfig.LogGroup"));
+                        let targets: Vec<String> = statement_resources(statement)
+                            .iter()
+                            .flat_map(|r| template::references(r))
+                            .map(|r| r.target)
+                            .collect();
+                        assert_eq!(
+                            targets,
+                            [format!("{log_group}.Arn")],
+                            "{binary}: {action} on its own log group only"
+                        );
+                    }
+                    "xray" => assert!(
+                        ["xray:PutTraceSegments", "xray:PutTelemetryRecords"].contains(&action),
+                        "{binary}: {action}"
+                    ),
                     other => panic!("{binary}: unexpected {other} action {action}"),
                 }
             }
@@ -823,18 +901,22 @@ fn every_function_gets_exactly_the_table_queue_and_secret_actions_its_handler_us
             secret_statements, 1,
             "{binary}: one statement for the secret"
         );
-        assert_secret_grant_is_conditional(function, binary);
+        assert_secret_grant_is_conditional(&doc, function, binary);
     }
 }
 
 /// The secret's statement sits in `!If [HasSecretsArn, <statement>, !Ref AWS::NoValue]`:
 /// with no secret configured there is no secretsmanager permission at all.
-fn assert_secret_grant_is_conditional(function: &Value, binary: &str) {
-    let statements = get_path(function, &["Properties", "Policies"])
+fn assert_secret_grant_is_conditional(doc: &Value, function: &Value, binary: &str) {
+    let statements = function_policies(doc, function)
         .and_then(Value::as_sequence)
         .into_iter()
         .flatten()
-        .filter_map(|policy| get(policy, "Statement").and_then(Value::as_sequence))
+        .filter_map(|policy| {
+            get(policy, "Statement")
+                .or_else(|| get_path(policy, &["PolicyDocument", "Statement"]))
+                .and_then(Value::as_sequence)
+        })
         .flatten();
     let conditional = statements
         .filter_map(|statement| match statement {
