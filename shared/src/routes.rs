@@ -55,6 +55,11 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/auth/session",
+        function: "me",
+    },
+    Route {
+        method: "GET",
         path: "/v1/me",
         function: "me",
     },

@@ -1,7 +1,9 @@
 // The seller's inbox page: plain JavaScript against the sellerhub API on this origin
 // (relative URLs, so it works under an API Gateway stage as at the local runner's root).
 //
-// - Signed out (GET v1/me answers 401): a link to sign in, never an automatic redirect.
+// - Signed out (GET auth/session answers {"signed_in": false}): a link to sign in, never an
+//   automatic redirect. The page asks auth/session, not v1/me: both know the session, but
+//   v1/me answers 401 signed out, and a browser logs every error status as a console error.
 // - Signed in: the seller and their grant, three tabs (questions, conversations,
 //   notifications), each list paged through the API's cursors ("load more").
 // - Live: an EventSource on v1/events. Every event carries its id; the browser resumes
@@ -583,21 +585,27 @@ function connect() {
   });
 }
 
-/** Reconnects after a while, backing off, once the session is known to be good (a 401
- * shows the signed-out page instead). */
+/** Reconnects after a while, backing off, once the session is known to be good (signed
+ * out, the page shows the sign-in link instead). */
 function scheduleReconnect() {
   setLive('reconnecting', 'Reconnecting…');
   clearTimeout(reconnectTimer);
   const delay = reconnectDelay;
   reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_MS);
   reconnectTimer = setTimeout(async () => {
+    let session;
     try {
-      await call('v1/me');
+      session = await call('auth/session');
     } catch (problem) {
       if (!(problem instanceof Problem)) throw problem;
-      if (problem.status !== 401) scheduleReconnect();
+      scheduleReconnect();
       return;
     }
+    if (!session.signed_in) {
+      showSignedOut();
+      return;
+    }
+    showSeller(session);
     // Without an event applied yet, the new stream starts from now: the lists catch up.
     const caughtUp = lastEventId !== '';
     await connect();
@@ -810,20 +818,20 @@ async function start() {
   $('conversation-back').addEventListener('click', closeConversation);
   $('sign-out').addEventListener('click', (event) => signOut(event.currentTarget));
 
-  let me;
+  let session;
   try {
-    me = await call('v1/me');
+    session = await call('auth/session');
   } catch (problem) {
     if (!(problem instanceof Problem)) throw problem;
-    if (problem.status === 401) {
-      showSignedOut();
-    } else {
-      showOnly('loading');
-      $('loading').textContent = `The inbox could not be loaded. ${problem.text}`;
-    }
+    showOnly('loading');
+    $('loading').textContent = `The inbox could not be loaded. ${problem.text}`;
     return;
   }
-  showSeller(me);
+  if (!session.signed_in) {
+    showSignedOut();
+    return;
+  }
+  showSeller(session);
   showOnly('inbox');
   // The stream first: whatever happens after it opened arrives as an event, whatever
   // happened before is in the lists (shown once either way).

@@ -1,5 +1,6 @@
 //! Signing in with Mercado Livre end to end, over real HTTP against the local runner and
-//! its sandbox provider: login → consent (a click) → callback → /v1/me → logout.
+//! its sandbox provider: login → consent (a click) → callback → /v1/me → logout. Also the
+//! inbox page's session probe, GET /auth/session: 200 signed in or out.
 
 use reqwest::Url;
 use sellerhub_tests::local_runner::LocalRunner;
@@ -31,6 +32,23 @@ async fn me_by_bearer(
         .send()
         .await
         .unwrap()
+}
+
+/// GET /auth/session with the session cookie (none when `cookie` is None).
+async fn session_probe(
+    runner: &LocalRunner,
+    client: &reqwest::Client,
+    cookie: Option<&str>,
+) -> serde_json::Value {
+    let mut request = client.get(runner.url("/auth/session"));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", format!("{SESSION_COOKIE}={cookie}"));
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    response.json().await.unwrap()
 }
 
 async fn logout(runner: &LocalRunner, client: &reqwest::Client, cookie: &str) -> reqwest::Response {
@@ -126,6 +144,14 @@ async fn login_consent_callback_me_logout_me() {
     assert!(body["session"]["expires_at"].is_string());
     assert_eq!(me_by_bearer(&runner, &client, &token).await.status(), 200);
 
+    // The session probe signed in: /v1/me's body, and signed_in.
+    let mut signed_in = body.clone();
+    signed_in["signed_in"] = true.into();
+    assert_eq!(
+        session_probe(&runner, &client, Some(&token)).await,
+        signed_in
+    );
+
     // Logout revokes the token and clears the cookie; /v1/me is then a 401 problem.
     let response = logout(&runner, &client, &token).await;
     assert_eq!(response.status(), 204);
@@ -138,6 +164,13 @@ async fn login_consent_callback_me_logout_me() {
     let body = problem(me(&runner, &client, &token).await, 401).await;
     assert_eq!(body["status"], 401);
     assert_eq!(me_by_bearer(&runner, &client, &token).await.status(), 401);
+    // The probe says signed out, with a 200: the page shows its sign-in link.
+    let signed_out = serde_json::json!({"signed_in": false});
+    assert_eq!(
+        session_probe(&runner, &client, Some(&token)).await,
+        signed_out
+    );
+    assert_eq!(session_probe(&runner, &client, None).await, signed_out);
 
     // Logging out again changes nothing and still answers 204.
     assert_eq!(logout(&runner, &client, &token).await.status(), 204);

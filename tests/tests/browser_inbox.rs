@@ -4,11 +4,12 @@
 //! the test command. The local runner runs with its sandbox Mercado Livre; the script
 //! (`tests/browser/walk.mjs`) walks as a seller would — signed out, sign in with the
 //! keyboard, authorize on the sandbox, a question arriving live, answering it, a signed
-//! WhatsApp message arriving live, the event stream dropped while a question and messages
-//! arrive (each shown once after the resume), cut again with the reconnection refused
-//! (the page resumes by itself), a 429 shown by its title, "load more", the tabs by
-//! keyboard, a notification read, sign out — and fails on any browser error it does not
-//! expect.
+//! WhatsApp message arriving live, the event stream ended and its reconnection held while a
+//! question and messages arrive (each shown once after the resume), "load more", the tabs
+//! by keyboard, a notification read, sign out — and fails on any console error, uncaught
+//! exception or CSP violation of that page. A second page of the same browser shows what
+//! only an error status can: a refused reconnection (the page resumes by itself) and a 429
+//! shown by its title; its console must log exactly those two failed loads.
 //! Screenshots of every step are kept in a temp folder (printed).
 //!
 //! Without CHROMIUM this test fails: the page is part of the suite.

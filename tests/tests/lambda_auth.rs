@@ -495,6 +495,18 @@ async fn a_seller_signs_in_through_the_login_and_callback_binaries_and_logs_out(
             .as_str()
             .is_some_and(|id| !id.is_empty())
     );
+    // GET /auth/session, the same function on its other route: the same body, signed in.
+    let probe = me
+        .invoke(
+            cookie_event("GET", "/auth/session", &token),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(probe.status_code(), Some(200), "{}", me.output());
+    let mut signed_in = body.clone();
+    signed_in["signed_in"] = true.into();
+    assert_eq!(probe.body_json().unwrap(), signed_in);
 
     // POST /auth/logout: 204, cookie cleared; the token no longer works.
     let ended = logout
@@ -520,6 +532,18 @@ async fn a_seller_signs_in_through_the_login_and_callback_binaries_and_logs_out(
         .await
         .unwrap();
     assert_eq!(after.status_code(), Some(401));
+    let probe = me
+        .invoke(
+            cookie_event("GET", "/auth/session", &token),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(probe.status_code(), Some(200));
+    assert_eq!(
+        probe.body_json().unwrap(),
+        serde_json::json!({"signed_in": false})
+    );
 
     // No token, code or client secret reached any function's log.
     for (name, process) in [

@@ -1,5 +1,10 @@
-//! GET /v1/me: the signed-in seller, their tenant, their session's expiry and whether
-//! the Mercado Livre grant works or needs them to reconnect.
+//! - GET /v1/me: the signed-in seller, their tenant, their session's expiry and whether
+//!   the Mercado Livre grant works or needs them to reconnect; 401 without a live session.
+//! - GET /auth/session: whether the request is signed in, 200 either way —
+//!   `{"signed_in": false}`, or `{"signed_in": true}` with the same fields as /v1/me. For
+//!   the inbox page, which must learn it is signed out without an error status (a browser
+//!   logs every 4xx as a console error). A session that cannot be checked is still a 503,
+//!   and a request presenting two session cookies still a 400.
 
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -7,9 +12,10 @@ use serde::Serialize;
 
 use super::HttpHandler;
 use crate::auth::Authenticator;
+use crate::auth::Principal;
 use crate::auth::grants::{GrantInfos, GrantStatus};
 use crate::config::ConfigError;
-use crate::http::{ApiError, json, rfc3339};
+use crate::http::{ApiError, json, resource_path, rfc3339};
 use crate::services::Services;
 
 pub struct Me {
@@ -23,6 +29,14 @@ struct MeBody {
     tenant: TenantBody,
     session: SessionBody,
     grant: GrantBody,
+}
+
+/// GET /auth/session's answer: signed out, or signed in with the seller.
+#[derive(Serialize)]
+struct SessionProbe {
+    signed_in: bool,
+    #[serde(flatten)]
+    me: Option<MeBody>,
 }
 
 #[derive(Serialize)]
@@ -65,10 +79,33 @@ impl HttpHandler for Me {
     }
 
     async fn handle(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        if resource_path(&request) == SESSION_PROBE {
+            let probe = match self.authenticator.authenticate(&request).await {
+                Ok(principal) => SessionProbe {
+                    signed_in: true,
+                    me: Some(self.me(&principal).await?),
+                },
+                Err(ApiError::Unauthorized) => SessionProbe {
+                    signed_in: false,
+                    me: None,
+                },
+                Err(error) => return Err(error),
+            };
+            return json(StatusCode::OK, &probe);
+        }
         let principal = self.authenticator.authenticate(&request).await?;
+        json(StatusCode::OK, &self.me(&principal).await?)
+    }
+}
+
+/// The route answering 200 signed in or not.
+const SESSION_PROBE: &str = "/auth/session";
+
+impl Me {
+    async fn me(&self, principal: &Principal) -> Result<MeBody, ApiError> {
         let grant = self.grants.get(principal.tenant()).await?;
         let claims = &principal.claims;
-        let body = MeBody {
+        Ok(MeBody {
             user: UserBody {
                 id: claims.sub.clone(),
                 seller_id: grant.as_ref().map(|grant| grant.seller_id),
@@ -97,8 +134,7 @@ impl HttpHandler for Me {
                     scopes: Vec::new(),
                 },
             },
-        };
-        json(StatusCode::OK, &body)
+        })
     }
 }
 
@@ -107,6 +143,9 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use lambda_http::RequestExt;
+    use lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext;
+    use lambda_http::request::RequestContext;
     use secrecy::{ExposeSecret, SecretString};
 
     use super::*;
@@ -155,11 +194,21 @@ mod tests {
     }
 
     fn request(header: Option<(&str, String)>) -> Request {
-        let mut builder = http::Request::builder().uri("/v1/me");
+        request_to("/v1/me", header)
+    }
+
+    /// A request for the route `path`, as API Gateway delivers it.
+    fn request_to(path: &str, header: Option<(&str, String)>) -> Request {
+        let mut builder = http::Request::builder().uri(path);
         if let Some((name, value)) = header {
             builder = builder.header(name, value);
         }
-        builder.body(Body::Empty).unwrap()
+        let mut context = ApiGatewayProxyRequestContext::default();
+        context.resource_path = Some(path.to_owned());
+        builder
+            .body(Body::Empty)
+            .unwrap()
+            .with_request_context(RequestContext::ApiGatewayV1(context))
     }
 
     fn bearer(token: &SecretString) -> Request {
@@ -221,6 +270,77 @@ mod tests {
             .unwrap();
         let error = f.me.handle(bearer(&session.token)).await.unwrap_err();
         assert_eq!(error.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    fn cookie(token: &SecretString) -> Option<(&'static str, String)> {
+        Some((
+            "cookie",
+            format!(
+                "{}={}",
+                crate::auth::cookie::SESSION_COOKIE,
+                token.expose_secret()
+            ),
+        ))
+    }
+
+    async fn probe(f: &Fixture, header: Option<(&str, String)>) -> serde_json::Value {
+        let response =
+            f.me.handle(request_to("/auth/session", header))
+                .await
+                .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        serde_json::from_slice(response.body().as_ref()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_session_probe_answers_200_signed_out_and_the_seller_signed_in() {
+        let f = fixture();
+        let signed_out = serde_json::json!({"signed_in": false});
+        assert_eq!(probe(&f, None).await, signed_out);
+        let garbage = Some((
+            "cookie",
+            format!("{}=a.b.c", crate::auth::cookie::SESSION_COOKIE),
+        ));
+        assert_eq!(probe(&f, garbage).await, signed_out);
+
+        let session = f.sign_in().await;
+        let signed_in = probe(&f, cookie(&session.token)).await;
+        assert_eq!(signed_in["signed_in"], true);
+        let me = f.me.handle(bearer(&session.token)).await.unwrap();
+        let mut me: serde_json::Value = serde_json::from_slice(me.body().as_ref()).unwrap();
+        me["signed_in"] = true.into();
+        assert_eq!(signed_in, me, "the probe signed in is /v1/me's body");
+
+        f.sessions
+            .end(&session.claims, SystemClock.now_secs())
+            .await
+            .unwrap();
+        assert_eq!(probe(&f, cookie(&session.token)).await, signed_out);
+    }
+
+    #[tokio::test]
+    async fn the_session_probe_fails_when_the_session_cannot_be_checked() {
+        let f = fixture();
+        let session = f.sign_in().await;
+        f.store.set_down(true);
+        let error =
+            f.me.handle(request_to("/auth/session", cookie(&session.token)))
+                .await
+                .unwrap_err();
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        f.store.set_down(false);
+
+        let two = format!(
+            "{name}={token}; {name}={token}",
+            name = crate::auth::cookie::SESSION_COOKIE,
+            token = session.token.expose_secret()
+        );
+        let error =
+            f.me.handle(request_to("/auth/session", Some(("cookie", two))))
+                .await
+                .unwrap_err();
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]
