@@ -9,6 +9,7 @@ mod convert;
 pub mod dotenv;
 mod functions;
 mod local_secrets;
+pub mod log_writer;
 pub mod ops;
 pub mod sandbox;
 mod startup;

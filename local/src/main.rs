@@ -27,13 +27,10 @@ async fn serve(dotenv: Result<Option<PathBuf>, String>) -> ExitCode {
     let terminal = std::io::stdout().is_terminal();
     let format = LogFormat::choose(std::env::var("LOG_FORMAT").ok().as_deref(), terminal);
     let text = format == Ok(LogFormat::Text) || (format.is_err() && terminal);
-    // JSON: log and metric lines go through one buffered writer on its own thread (a
-    // server under load would otherwise make a write call per line); the guard flushes
-    // on exit. Text, for a person: written as they come, and no metric lines (they are
-    // CloudWatch's input, not reading).
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stdout());
+    // JSON: log and metric lines are written out in batches by one thread
+    // (local::log_writer); the guard flushes on exit. Text, for a person: written as they
+    // come, and no metric lines (they are CloudWatch's input, not reading).
+    let (writer, _flush_on_exit) = local::log_writer::batched_stdout();
     if text {
         shared::telemetry::emf::silence();
         shared::telemetry::init_with_format("local", LogFormat::Text, std::io::stdout);
@@ -42,7 +39,7 @@ async fn serve(dotenv: Result<Option<PathBuf>, String>) -> ExitCode {
         shared::telemetry::emf::write_to(move |line| {
             let _ = std::io::Write::write_all(&mut metrics.clone(), line);
         });
-        shared::telemetry::init_with_format("local", LogFormat::Json, writer);
+        shared::telemetry::init_with_format("local", LogFormat::Json, move || writer.clone());
     }
     let started = async {
         let shutdown = shutdown.map_err(|error| {

@@ -3,6 +3,9 @@
 
 use std::io::Write;
 
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
 /// Every sellerhub metric lives in this namespace.
 pub const NAMESPACE: &str = "sellerhub";
 
@@ -51,39 +54,88 @@ fn document(
     detail: Option<(&str, &str)>,
     metrics: &[Metric],
 ) -> String {
-    let mut root = serde_json::Map::new();
-    let mut dimension_names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
-    if let Some(function) = function {
-        dimension_names.push("Function");
-        root.insert("Function".into(), function.into());
-    }
-    for (name, value) in dimensions.iter().chain(&detail) {
-        root.insert((*name).into(), (*value).into());
-    }
-    let mut dimension_sets = vec![dimension_names.clone()];
-    if let Some((name, _)) = detail {
-        dimension_names.push(name);
-        dimension_sets.push(dimension_names);
-    }
-    for metric in metrics {
-        root.insert(metric.name.into(), metric.value.into());
-    }
-    let definitions: Vec<serde_json::Value> = metrics
-        .iter()
-        .map(|metric| serde_json::json!({ "Name": metric.name, "Unit": metric.unit }))
-        .collect();
-    root.insert(
-        "_aws".into(),
-        serde_json::json!({
-            "Timestamp": timestamp_millis,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": dimension_sets,
-                "Metrics": definitions,
+    let document = Document {
+        timestamp_millis,
+        function,
+        dimensions,
+        detail,
+        metrics,
+    };
+    serde_json::to_string(&document).expect("an EMF document serializes")
+}
+
+/// One EMF line, serialized straight to text (a webhook writes one on its hot path).
+struct Document<'a> {
+    timestamp_millis: i64,
+    function: Option<&'a str>,
+    dimensions: &'a [(&'a str, &'a str)],
+    detail: Option<(&'a str, &'a str)>,
+    metrics: &'a [Metric<'a>],
+}
+
+impl Serialize for Document<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut root = serializer.serialize_map(None)?;
+        for (name, value) in self.dimensions.iter().chain(&self.detail) {
+            root.serialize_entry(name, value)?;
+        }
+        if let Some(function) = self.function {
+            root.serialize_entry("Function", function)?;
+        }
+        for metric in self.metrics {
+            root.serialize_entry(metric.name, &metric.value)?;
+        }
+        let mut names: Vec<&str> = self.dimensions.iter().map(|(name, _)| *name).collect();
+        names.extend(self.function.map(|_| "Function"));
+        let mut dimension_sets = vec![names.clone()];
+        if let Some((name, _)) = self.detail {
+            names.push(name);
+            dimension_sets.push(names);
+        }
+        let aws = Aws {
+            timestamp: self.timestamp_millis,
+            cloud_watch_metrics: [Directive {
+                namespace: NAMESPACE,
+                dimensions: dimension_sets,
+                metrics: Definitions(self.metrics),
             }],
-        }),
-    );
-    serde_json::Value::Object(root).to_string()
+        };
+        root.serialize_entry("_aws", &aws)?;
+        root.end()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Aws<'a> {
+    timestamp: i64,
+    cloud_watch_metrics: [Directive<'a>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Directive<'a> {
+    namespace: &'static str,
+    dimensions: Vec<Vec<&'a str>>,
+    metrics: Definitions<'a>,
+}
+
+/// The metrics' declarations: `{"Name": …, "Unit": …}` each.
+struct Definitions<'a>(&'a [Metric<'a>]);
+
+impl Serialize for Definitions<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Definition<'a> {
+            name: &'a str,
+            unit: &'static str,
+        }
+        serializer.collect_seq(self.0.iter().map(|metric| Definition {
+            name: metric.name,
+            unit: metric.unit,
+        }))
+    }
 }
 
 type Sink = Box<dyn Fn(&[u8]) + Send + Sync>;
