@@ -2,7 +2,9 @@
 # Benchmarks, loopback only, bounded:
 #   - cold starts: each function's release binary under the Lambda Runtime API emulator —
 #     init time (spawn -> first GET /next), first invocation, peak RSS, size — as medians
-#     over RUNS cold starts, with DynamoDB and SQS on moto;
+#     over RUNS cold starts, with DynamoDB and SQS on moto, next to the same figures of the
+#     floor (coldstart-floor, tests/floor: a hello-world lambda_http built with the same
+#     profile, also started before each run), and a table of them as ratios of the floor's;
 #   - the rate limiter's round trips per check and check latency against Redis (limiter_bench);
 #   - ingest: the webhook ingest handlers' p50/p99 in process, excluding the SQS call
 #     (ingest_bench), then the local runner's accepted webhooks/s at 64 connections against
@@ -17,6 +19,10 @@
 #   RUNS=50 bash infra/bench.sh health  # cold starts of the named functions, then the limiter
 #   bash infra/bench.sh ingest          # the ingest benchmarks only
 #   bash infra/bench.sh sse             # the SSE benchmark only
+#
+# Cold-start settings (env): RUNS=20; LAMBDA_BIN_DIR=dir runs the prebuilt binaries named
+# after each function (and coldstart-floor) in dir instead of building them, e.g. a copy of
+# target/release kept from before a change.
 #
 # SSE settings (env, defaults): SSE_STREAMS=1000 SSE_TENANTS=10 SSE_HOLD_SECS=35
 # SSE_HEARTBEAT_MS=5000 (the runner's EVENTS_HEARTBEAT_MS; 30000 in production) SSE_MESSAGES=300
@@ -101,18 +107,94 @@ run_coldstarts() {
     }
 
     cargo build --release -p sellerhub-tests --bin lambda_coldstart --bin limiter_bench
-    local function
-    for function in "${functions[@]}"; do
-        echo "== $function"
+    local floor_bin="${LAMBDA_BIN_DIR:-$ROOT/target/release}/$FLOOR"
+    [ -n "${LAMBDA_BIN_DIR:-}" ] || cargo build --release -p "$FLOOR"
+    # One function's cold starts: built in the release profile by lambda_coldstart, or the
+    # prebuilt binary of that name in LAMBDA_BIN_DIR.
+    coldstart() {
+        local name=$1 prebuilt=()
+        shift
+        [ -z "${LAMBDA_BIN_DIR:-}" ] || prebuilt=(--binary "$LAMBDA_BIN_DIR/$name")
+        "$ROOT/target/release/lambda_coldstart" "$name" "${RUNS:-20}" --moto "${prebuilt[@]}" "$@" \
+            "${secrets[@]}"
+    }
+    # The floor's own figures once; then each function's runs, each just after a start of
+    # the floor (paired: the machine's changing load weighs on both alike). The reports are
+    # kept for the summary.
+    local reports load_before
+    reports=$(mktemp -d "${TMPDIR:-/tmp}/sellerhub-coldstarts.XXXXXX")
+    load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+    echo "== $FLOOR (the floor: hello-world lambda_http, the same release profile)"
+    coldstart "$FLOOR" | tee "$reports/floor.txt"
+    local i
+    for i in "${!functions[@]}"; do
+        echo "== ${functions[$i]}"
         # shellcheck disable=SC2046 # the arguments are words on purpose
-        "$ROOT/target/release/lambda_coldstart" "$function" "${RUNS:-20}" --moto \
-            $(bench_args "$function") "${secrets[@]}"
+        coldstart "${functions[$i]}" --floor "$floor_bin" $(bench_args "${functions[$i]}") \
+            | tee "$reports/$i.txt"
     done
+    coldstart_floor_summary "$reports" "$load_before" "${functions[@]}"
+    rm -rf "$reports"
 
     echo "== rate limiter: round trips and check latency (redis-server through the Upstash REST shim)"
     "$ROOT/target/release/limiter_bench" 5 1000 --check
     "${EMULATORS[@]}" stop
     EMULATORS_STARTED=false
+}
+
+# The hello-world lambda_http package (tests/floor) every function's cold start is compared to.
+FLOOR=coldstart-floor
+FLOOR_MAX_RATIO=2
+
+# A figure from a lambda_coldstart report: "init", "floor" (the floor's init, paired),
+# "ratio" (the median of the runs' init/floor), "first" (first invocation), "rss" (peak,
+# median) or "size", in ms, MiB or ×.
+coldstart_figure() {
+    case "$2" in
+        init) sed -nE 's/^init \(spawn.* median ([0-9.]+) ms .*/\1/p' "$1" ;;
+        floor) sed -nE 's/^floor init +median ([0-9.]+) ms .*/\1/p' "$1" ;;
+        ratio) sed -nE 's/^floor init .*init\/floor: median ([0-9.]+)×.*/\1/p' "$1" ;;
+        first) sed -nE 's/^first invocation +median ([0-9.]+) ms .*/\1/p' "$1" ;;
+        rss) sed -nE 's/^peak RSS \(VmHWM\) +median ([0-9.]+) MiB .*/\1/p' "$1" ;;
+        size) sed -nE 's/^binary size +([0-9.]+) MiB .*/\1/p' "$1" ;;
+    esac
+}
+
+# The cold-start table: each function's medians next to the floor's, from the same harness
+# in the same run, and whether its init is within FLOOR_MAX_RATIO× the floor's (the median
+# of its runs' ratios to the floor started just before each).
+coldstart_floor_summary() {
+    local reports=$1 load_before=$2
+    shift 2
+    local f="$reports/floor.txt" floor_first floor_rss floor_size
+    floor_first=$(coldstart_figure "$f" first) floor_rss=$(coldstart_figure "$f" rss)
+    floor_size=$(coldstart_figure "$f" size)
+    echo
+    echo "== cold starts against the floor ($FLOOR), medians of ${RUNS:-20} runs; load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after"
+    echo "   (init: each run paired with a start of the floor just before it; ×floor: the median of the runs' ratios)"
+    printf '%-22s %8s %8s %7s   %10s %7s   %8s %7s   %8s %7s\n' function "init ms" floor ×floor \
+        "1st inv ms" ×floor "RSS MiB" ×floor "size MiB" ×floor
+    printf '%-22s %8s %8s %7s   %10s %7s   %8s %7s   %8s %7s\n' "$FLOOR" "" "" "" \
+        "${floor_first:-?}" 1.00× "${floor_rss:-?}" 1.00× "${floor_size:-?}" 1.00×
+    local over=() functions=("$@") i
+    for i in "${!functions[@]}"; do
+        local function=${functions[$i]} r="$reports/$i.txt" init floor ratio first rss size
+        init=$(coldstart_figure "$r" init) floor=$(coldstart_figure "$r" floor)
+        ratio=$(coldstart_figure "$r" ratio) first=$(coldstart_figure "$r" first)
+        rss=$(coldstart_figure "$r" rss) size=$(coldstart_figure "$r" size)
+        printf '%-22s %8s %8s %6s×   %10s %6s×   %8s %6s×   %8s %6s×\n' "$function" \
+            "${init:-?}" "${floor:-?}" "${ratio:-?}" \
+            "${first:-?}" "$(ratio "${first:-0}" "${floor_first:-0}")" \
+            "${rss:-?}" "$(ratio "${rss:-0}" "${floor_rss:-0}")" \
+            "${size:-?}" "$(ratio "${size:-0}" "${floor_size:-0}")"
+        awk -v r="${ratio:-0}" -v m="$FLOOR_MAX_RATIO" 'BEGIN { exit !(r > 0 && r <= m) }' \
+            || over+=("$function")
+    done
+    if [ ${#over[@]} -eq 0 ]; then
+        echo "init ≤ ${FLOOR_MAX_RATIO}× the floor: met by every function"
+    else
+        echo "init ≤ ${FLOOR_MAX_RATIO}× the floor: NOT met by ${over[*]}"
+    fi
 }
 
 # ------------------------------------------------------------------ ingest

@@ -15,7 +15,7 @@ use tokio::sync::OnceCell;
 
 pub async fn build(config: &Config) -> Result<Adapters, EmbeddedError> {
     let sdk = OnceCell::new();
-    let aws = || sdk.get_or_init(shared::aws::sdk_config);
+    let aws = || sdk.get_or_init(|| shared::aws::sdk_config(&config.tls));
     let mut embedded: Option<EmbeddedDb> = None;
     let mut embedded_db = || -> Result<EmbeddedDb, EmbeddedError> {
         if let Some(db) = &embedded {

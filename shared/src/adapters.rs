@@ -17,7 +17,8 @@ pub struct Adapters {
 }
 
 impl Adapters {
-    pub async fn aws(config: &Config) -> Result<Self, ConfigError> {
+    /// DynamoDB and SQS, as `config` names them, through the SDK configuration `sdk`.
+    pub fn aws(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
         let StoreBackend::DynamoDb { table } = &config.store else {
             return Err(ConfigError::Invalid {
                 name: "STORE_BACKEND",
@@ -34,10 +35,9 @@ impl Adapters {
                 reason: "a Lambda function queues in SQS".into(),
             });
         };
-        let sdk = crate::aws::sdk_config().await;
         Ok(Self {
-            store: Arc::new(dynamo_store(&sdk, table)),
-            webhook_queue: Arc::new(sqs_queue(&sdk, queue_url, dead_letter_url.clone())),
+            store: Arc::new(dynamo_store(sdk, table)),
+            webhook_queue: Arc::new(sqs_queue(sdk, queue_url, dead_letter_url.clone())),
         })
     }
 }

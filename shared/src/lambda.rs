@@ -129,11 +129,15 @@ pub async fn process_batch<H: QueueHandler>(
 /// before it is returned.
 async fn init(function: &'static str) -> Result<Services, ConfigError> {
     crate::telemetry::init(function);
-    let config = Config::load(Profile::Lambda)
-        .await
-        .inspect_err(log_init_error)?;
-    let adapters = Adapters::aws(&config).await.inspect_err(log_init_error)?;
-    Ok(Services::new(config, adapters))
+    let init = async {
+        let mut config = Config::from_env(Profile::Lambda)?;
+        // One SDK configuration (one HTTPS client) for the secret and the adapters alike.
+        let sdk = crate::aws::sdk_config(&config.tls).await;
+        config.load_secret(&sdk).await?;
+        let adapters = Adapters::aws(&config, &sdk)?;
+        Ok(Services::new(config, adapters))
+    };
+    init.await.inspect_err(log_init_error)
 }
 
 /// Logs why init failed, before main returns the error and the process exits.

@@ -132,6 +132,7 @@ impl Services {
                 token,
                 connect_timeout: settings.upstash_connect_timeout,
                 request_timeout: settings.upstash_timeout,
+                tls: self.config.tls.clone(),
             })
             .map(Some)
             .map_err(|error| ConfigError::Invalid {
@@ -189,6 +190,7 @@ impl Services {
                 &self.config.mercadolivre,
                 &self.config.rate_limit,
                 self.limiter()?,
+                &self.config.tls,
             )
             .map_err(|error| ConfigError::Invalid {
                 name: "MERCADOLIVRE_API_URL",

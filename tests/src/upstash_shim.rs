@@ -159,6 +159,7 @@ impl UpstashShim {
             token: SecretString::from(token.to_owned()),
             connect_timeout: Duration::from_millis(300),
             request_timeout: Duration::from_secs(1),
+            tls: shared::tls::Tls::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ use shared::ratelimit::gcra::{self, CHECK_SCRIPT};
 use shared::ratelimit::redis::{HEALTH_KEY, RedisLimiter};
 use shared::ratelimit::upstash::{Script, Upstash, UpstashError};
 use shared::ratelimit::{Check, Limiter, LimiterError, Rule, conformance};
+use shared::tls::Tls;
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -23,7 +24,8 @@ fn limiter(shim: &UpstashShim) -> RedisLimiter {
 /// Its timeout is generous: hundreds of requests in flight at once on a debug build on
 /// two cores are slow, and what is tested here is the count, not the latency.
 fn separate_limiter(shim: &UpstashShim) -> RedisLimiter {
-    let http = shared::outbound::http_client(Duration::from_secs(5)).expect("an HTTP client");
+    let http = shared::outbound::http_client(&Tls::default(), Duration::from_secs(5))
+        .expect("an HTTP client");
     let mut config = shim.config();
     config.request_timeout = Duration::from_secs(10);
     RedisLimiter::new(Upstash::with_http_client(config, http))
@@ -672,6 +674,7 @@ async fn an_unreachable_upstash_is_unavailable() {
             token: secrecy::SecretString::from("t".to_owned()),
             connect_timeout: Duration::from_millis(300),
             request_timeout: Duration::from_secs(1),
+            tls: Tls::default(),
         })
         .unwrap(),
     );

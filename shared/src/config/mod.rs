@@ -10,6 +10,7 @@ mod health;
 mod mercadolivre;
 mod rate_limit;
 mod secrets;
+mod tls;
 mod vars;
 mod webhooks;
 
@@ -58,6 +59,9 @@ pub struct Config {
     /// The Secrets Manager secret to read at init, if any.
     pub secrets_arn: Option<String>,
     pub secrets: Secrets,
+    /// The certificate authorities every HTTPS client trusts (EXTRA_CA_BUNDLE's with
+    /// Mozilla's).
+    pub tls: crate::tls::Tls,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -98,12 +102,27 @@ impl Config {
     /// The configuration from the process environment plus, when SECRETS_ARN is set, the
     /// secret it names.
     pub async fn load(profile: Profile) -> Result<Self, ConfigError> {
-        let mut config = Self::from_vars(profile, |name| std::env::var(name).ok())?;
-        if let Some(arn) = config.secrets_arn.clone() {
-            let sdk = crate::aws::sdk_config().await;
-            config.secrets.load(&sdk, &arn).await?;
+        let mut config = Self::from_env(profile)?;
+        if config.secrets_arn.is_some() {
+            let sdk = crate::aws::sdk_config(&config.tls).await;
+            config.load_secret(&sdk).await?;
         }
         Ok(config)
+    }
+
+    /// The configuration from the process environment, without the secret SECRETS_ARN names
+    /// (see [`Self::load_secret`]).
+    pub fn from_env(profile: Profile) -> Result<Self, ConfigError> {
+        Self::from_vars(profile, |name| std::env::var(name).ok())
+    }
+
+    /// Adds the secrets of the Secrets Manager secret SECRETS_ARN names, if it is set,
+    /// through the SDK configuration `sdk`.
+    pub async fn load_secret(&mut self, sdk: &aws_config::SdkConfig) -> Result<(), ConfigError> {
+        if let Some(arn) = &self.secrets_arn {
+            self.secrets.load(sdk, arn).await?;
+        }
+        Ok(())
     }
 
     /// The configuration from variables looked up with `var`.
@@ -136,6 +155,7 @@ impl Config {
             events: events::read(&vars, profile)?,
             secrets_arn: vars.text("SECRETS_ARN"),
             secrets: Secrets::from_env(|name| vars.text(name)),
+            tls: tls::read(&vars)?,
         })
     }
 }

@@ -575,6 +575,7 @@ mod tests {
             token: "token".into(),
             connect_timeout: Duration::from_millis(200),
             request_timeout: Duration::from_millis(300),
+            tls: crate::tls::Tls::default(),
         })
         .unwrap()
     }

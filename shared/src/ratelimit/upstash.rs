@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::LimiterError;
+use crate::tls::Tls;
 
 #[derive(Clone, Debug)]
 pub struct UpstashConfig {
@@ -23,6 +24,8 @@ pub struct UpstashConfig {
     pub connect_timeout: Duration,
     /// The whole request, connection included.
     pub request_timeout: Duration,
+    /// The certificate authorities its server must chain to.
+    pub tls: Tls,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +100,7 @@ pub struct Upstash {
 impl Upstash {
     /// A client on an HTTP client of its own (the composition root makes one per process).
     pub fn new(config: UpstashConfig) -> Result<Self, UpstashError> {
-        let http = crate::outbound::http_client(config.connect_timeout)
+        let http = crate::outbound::http_client(&config.tls, config.connect_timeout)
             .map_err(|error| UpstashError::Unavailable(format!("HTTP client: {error}")))?;
         Ok(Self::with_http_client(config, http))
     }
@@ -316,6 +319,7 @@ mod tests {
                 token: SecretString::from("very-secret-token"),
                 connect_timeout: Duration::from_millis(300),
                 request_timeout: Duration::from_secs(1),
+                tls: Tls::default(),
             },
             reqwest::Client::new(),
         );

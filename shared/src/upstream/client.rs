@@ -19,8 +19,10 @@ use super::error::{UnavailableCause, UpstreamError};
 use super::retry_after;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{HourlyBudget, MercadoLivreSettings, RateLimitSettings, ThrottleScope};
+use crate::outbound::ClientError;
 use crate::ratelimit::{Check, Limiter, Rule};
 use crate::telemetry::{self, emf, redact};
+use crate::tls::Tls;
 
 /// The dependency's name in logs and metrics.
 pub const DEPENDENCY: &str = "mercadolivre";
@@ -306,8 +308,9 @@ impl MercadoLivre {
         settings: &MercadoLivreSettings,
         rate_limit: &RateLimitSettings,
         limiter: Arc<dyn Limiter>,
-    ) -> reqwest::Result<Self> {
-        let http = crate::outbound::http_client(settings.call_timeout)?;
+        tls: &Tls,
+    ) -> Result<Self, ClientError> {
+        let http = crate::outbound::http_client(tls, settings.call_timeout)?;
         Ok(Self::new(
             http,
             settings,

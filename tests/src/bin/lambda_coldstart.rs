@@ -10,7 +10,10 @@
 //!
 //! `<function>` is a workspace package (built with `cargo build -p <function> --release`,
 //! or the dev profile with `--debug`); `--binary` runs a prebuilt binary instead.
-//! `--check` exits 1 when a run failed or a budget is exceeded. `--moto` creates a table
+//! `--check` exits 1 when a run failed or a budget is exceeded. `--floor PATH` also starts
+//! the binary at PATH (e.g. a hello-world function) before each run, with the same
+//! environment, up to its first GET /next, and reports its init and each run's ratio to it:
+//! paired runs, so that a machine's changing load weighs on both alike. `--moto` creates a table
 //! and the webhook queues on moto (MOTO_ENDPOINT) and hands them to the function, as
 //! template.yaml does in AWS; `--upstash` serves the Upstash REST protocol in front of
 //! REDIS_URL and hands the function its URL and token. Each run comes from its own
@@ -43,11 +46,12 @@ struct Args {
     check: bool,
     moto: bool,
     upstash: bool,
+    floor: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: lambda_coldstart <function> [runs=20] [KEY=VALUE...] [--path /health] \
 [--resource /health] [--method GET] [--header Name:Value]... [--body TEXT] [--timeout-secs 10] \
-[--debug] [--binary PATH] [--check] [--moto] [--upstash]";
+[--debug] [--binary PATH] [--check] [--moto] [--upstash] [--floor PATH]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -65,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
         check: false,
         moto: false,
         upstash: false,
+        floor: None,
     };
     let mut positional = Vec::new();
     let mut iter = std::env::args().skip(1);
@@ -94,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
             "--check" => args.check = true,
             "--moto" => args.moto = true,
             "--upstash" => args.upstash = true,
+            "--floor" => args.floor = Some(PathBuf::from(value("--floor")?)),
             flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}\n{USAGE}")),
             _ => positional.push(arg),
         }
@@ -127,6 +133,18 @@ fn percentile<T: Copy + Ord>(sorted: &[T], p: f64) -> Option<T> {
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The init of the binary at `path` (spawn → first GET /next), which is then stopped.
+async fn floor_init(
+    path: &std::path::Path,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Duration, sellerhub_tests::runtime_api::HarnessError> {
+    let mut floor = FunctionProcess::spawn(path, env).await?;
+    let init = floor.wait_ready(timeout).await;
+    floor.kill().await;
+    init
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -219,6 +237,8 @@ async fn main() -> ExitCode {
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let mut failures = 0usize;
     let mut first_failure: Option<String> = None;
+    let mut floor_inits = Vec::new();
+    let mut floor_ratios = Vec::new();
 
     for run in 0..args.runs {
         let client_ip = format!("203.0.113.{}", 1 + run % 250);
@@ -237,6 +257,16 @@ async fn main() -> ExitCode {
             &[],
             args.body.as_deref(),
         );
+        let floor_init = match &args.floor {
+            Some(floor) => match floor_init(floor, &env, args.timeout).await {
+                Ok(init) => Some(init),
+                Err(error) => {
+                    eprintln!("the floor {}: {error}", floor.display());
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
         let mut function = match FunctionProcess::spawn(&binary, &env).await {
             Ok(function) => function,
             Err(error) => {
@@ -253,6 +283,11 @@ async fn main() -> ExitCode {
         .await;
         match result {
             Ok((init, invocation)) => {
+                if let Some(floor) = floor_init {
+                    floor_inits.push(floor);
+                    // Whole permille, so that the ratios sort as integers.
+                    floor_ratios.push((init.as_secs_f64() / floor.as_secs_f64() * 1000.0) as u64);
+                }
                 inits.push(init);
                 first_durations.push(invocation.duration);
                 first_latencies.push(invocation.latency);
@@ -287,6 +322,8 @@ async fn main() -> ExitCode {
     }
 
     inits.sort();
+    floor_inits.sort();
+    floor_ratios.sort();
     first_durations.sort();
     first_latencies.sort();
     peaks.sort();
@@ -312,6 +349,16 @@ async fn main() -> ExitCode {
             verdict(med <= BUDGET_INIT)
         );
         over_budget |= med > BUDGET_INIT;
+    }
+    if let (Some(floor), Some(ratio), Some(path)) =
+        (median(&floor_inits), median(&floor_ratios), &args.floor)
+    {
+        println!(
+            "floor init        median {} ({}, started just before each run); init/floor: median {:.2}×",
+            ms(floor),
+            path.display(),
+            ratio as f64 / 1000.0
+        );
     }
     if let (Some(duration), Some(latency)) = (median(&first_durations), median(&first_latencies)) {
         println!(

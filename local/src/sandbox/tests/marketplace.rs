@@ -830,8 +830,13 @@ async fn the_client_reads_everything_the_sandbox_serves() {
     })
     .unwrap();
     let limiter = Arc::new(shared::ratelimit::memory::MemoryLimiter::new());
-    let client =
-        MercadoLivre::from_settings(&config.mercadolivre, &config.rate_limit, limiter).unwrap();
+    let client = MercadoLivre::from_settings(
+        &config.mercadolivre,
+        &config.rate_limit,
+        limiter,
+        &config.tls,
+    )
+    .unwrap();
     let token = SecretString::from(m.token.clone());
 
     let question_id = m.ask("Serve no modelo 2019?").await["question"]["id"]

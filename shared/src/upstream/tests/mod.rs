@@ -60,7 +60,8 @@ async fn harness_limited(
     configure(&mut settings);
     let limiter = Arc::new(RecordingLimiter::default());
     let clock = Arc::new(ManualClock::at(NOW_MS));
-    let http = crate::outbound::http_client(Duration::from_secs(1)).unwrap();
+    let http =
+        crate::outbound::http_client(&crate::tls::Tls::default(), Duration::from_secs(1)).unwrap();
     let client =
         MercadoLivre::new(http, &settings, limits, limiter.clone()).with_clock(clock.clone());
     Harness {
@@ -594,7 +595,7 @@ async fn get_json_follows_notification_resources_under_the_api_base_only() {
     let (api, root) = MockApi::start().await;
     let settings = settings(&format!("{root}/sandbox/ml/"));
     let client = MercadoLivre::new(
-        crate::outbound::http_client(Duration::from_secs(1)).unwrap(),
+        crate::outbound::http_client(&crate::tls::Tls::default(), Duration::from_secs(1)).unwrap(),
         &settings,
         limits(),
         h.limiter.clone(),

@@ -262,7 +262,7 @@ async fn no_number_of_sign_ins_takes_what_the_work_needs() {
     let limiter = Arc::new(crate::ratelimit::memory::MemoryLimiter::new());
     let clock = Arc::new(ManualClock::at(NOW_MS));
     let client = MercadoLivre::new(
-        crate::outbound::http_client(Duration::from_secs(1)).unwrap(),
+        crate::outbound::http_client(&crate::tls::Tls::default(), Duration::from_secs(1)).unwrap(),
         &settings(&base),
         limits(),
         limiter.clone(),
