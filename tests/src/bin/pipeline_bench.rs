@@ -538,7 +538,7 @@ async fn worker(args: &Args, results: &mut Results) -> ExitCode {
         total_records += run.records;
         total_drain += run.drain;
         eprintln!(
-            "{:<13} {} webhooks → {} records worked in {:.2} s: {:.0} records/s ({} batches)",
+            "{:<13} {} webhooks → {} records worked in {:.2} s: {:.1} records/s ({} batches)",
             run.source,
             run.webhooks,
             run.records,
@@ -548,16 +548,16 @@ async fn worker(args: &Args, results: &mut Results) -> ExitCode {
         );
         results.put(
             &format!("worker.{name}.{}.records_per_s", run.source),
-            format!("{rate:.0}"),
+            format!("{rate:.1}"),
         );
     }
     let rate = total_records as f64 / total_drain.as_secs_f64();
     eprintln!(
-        "all           {total_records} records: {rate:.0} records/s; dead letters: {dead_letters}"
+        "all           {total_records} records: {rate:.1} records/s; dead letters: {dead_letters}"
     );
     results.put(
         &format!("worker.{name}.records_per_s"),
-        format!("{rate:.0}"),
+        format!("{rate:.1}"),
     );
     results.put(&format!("worker.{name}.dead_letters"), dead_letters);
 
