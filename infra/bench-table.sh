@@ -59,7 +59,10 @@ END {
         row("init and RSS ÷ the floor (hello-world lambda_http)", "not measured: no coldstart.floor results (the floor binary is issue 17)", "≤ 1.5×", "—")
     }
     w = worst("warm_rss_mib")
-    if (w != "") row("peak RSS after " warm " warm invocations (the worker: " warm " records in full batches of 10), worst", sprintf("%.1f MiB (%s)", w, worst_name), "≤ 30 MB", verdict(w * 1048576 <= 30000000))
+    missing = ""
+    for (i = 1; i <= n; i++) if (!has("coldstart." names[i] ".warm_rss_mib")) missing = missing (missing == "" ? "" : ", ") names[i]
+    if (missing != "") missing = "; not measured for " missing " (its warm run failed, see its output)"
+    if (w != "") row("peak RSS after " warm " warm invocations (the worker: " warm " records in full batches of 10), worst", sprintf("%.1f MiB (%s)%s", w, worst_name, missing), "≤ 30 MB", verdict(w * 1048576 <= 30000000) (missing != "" ? ", incomplete" : ""))
     else row("peak RSS after warm invocations", why("", "coldstarts"), "≤ 30 MB", "—")
     big = 0; bigname = ""; arm = 0; armname = ""
     for (f in fn) {

@@ -125,7 +125,9 @@ run_coldstarts() {
             events) echo "--path /v1/events" ;;
             webhook-mercadolivre) echo "--path /webhooks/mercadolivre --method POST --body {}" ;;
             webhook-meta) echo "--path /webhooks/meta" ;;
-            webhook-worker) echo "--upstash --sqs-meta --timeout-secs 30" ;;
+            # The harness's wait, not the function's Timeout: moto's TransactWriteItems
+            # slows down as the table grows (one call took 28 s after a few hundred batches).
+            webhook-worker) echo "--upstash --sqs-meta --timeout-secs 120" ;;
             token-refresher | reconciler) echo "--upstash" ;;
             *) echo "" ;;
         esac
