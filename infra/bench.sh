@@ -15,6 +15,11 @@
 #     heartbeats (its RSS and CPU), and webhook accepted -> event received on them, p50/p99
 #     (sse_bench; goal p99 <= 50 ms).
 #
+#   bash infra/bench.sh all [--quick]   # every budget in one table (docs/BENCHMARKS.md): release
+#                                       # builds, cold starts with peak RSS after WARM (1000) warm
+#                                       # invocations, sizes (x86_64; arm64 if built), limiter,
+#                                       # ingest vs the peer, SSE, reads per authenticated request,
+#                                       # worker throughput and the cost per million webhooks
 #   bash infra/bench.sh                 # everything: cold starts of every function, limiter, ingest, SSE
 #   RUNS=50 bash infra/bench.sh health  # cold starts of the named functions, then the limiter
 #   bash infra/bench.sh ingest          # the ingest benchmarks only
@@ -34,6 +39,13 @@
 # runner's; unset: info, as shipped), KEEP_LOGS=1 keeps the runner's stdout and data,
 # RUNNER_BIN (default target/runner/local, built here with the `runner` profile) to load
 # another build of the runner.
+# `all` settings (env, defaults; --quick: RUNS=5 WARM=200 INGEST_ROUNDS=1 WARMUP=2s DURATION=6s
+# HANDLER_ROUNDS=3 HANDLER_REQUESTS=5000 SSE_HOLD_SECS=10 SSE_MESSAGES=100
+# PIPELINE_WEBHOOKS=400 PIPELINE_MOTO_WEBHOOKS=100): RUNS=20 WARM=1000 PIPELINE_WEBHOOKS=2000
+# (embedded) PIPELINE_MOTO_WEBHOOKS=200 (moto is slow: it sets the pace there), RESULTS (default
+# target/bench/results-<time>.txt): every section appends "key value" lines to it, and the
+# table (infra/bench-table.sh RESULTS) is made from it at the end; a section that fails
+# records why, and its rows say so.
 # Installs from Debian what the ingest needs and lacks (wrk, redis-server, curl, jq); node
 # >= 20 must be installed. The peer runs from a scratch copy (its npm install writes there).
 set -euo pipefail
@@ -41,11 +53,29 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+# Every section appends "key value" lines here; the table is made from them.
+RESULTS=${RESULTS:-$ROOT/target/bench/results-$(date -u +%Y%m%dT%H%M%SZ).txt}
+mkdir -p "$(dirname "$RESULTS")"
+result() { echo "$1 $2" >>"$RESULTS"; }
+
 functions=()
 coldstarts=true
 ingest=true
 sse=true
-if [ $# -eq 1 ] && [ "$1" = ingest ]; then
+all=false
+if [ $# -ge 1 ] && [ "$1" = all ]; then
+    all=true
+    if [ $# -eq 2 ] && [ "$2" = --quick ]; then
+        : "${RUNS:=5}" "${WARM:=200}" "${INGEST_ROUNDS:=1}" "${WARMUP:=2s}" "${DURATION:=6s}"
+        : "${HANDLER_ROUNDS:=3}" "${HANDLER_REQUESTS:=5000}" "${SSE_HOLD_SECS:=10}"
+        : "${SSE_MESSAGES:=100}" "${PIPELINE_WEBHOOKS:=400}" "${PIPELINE_MOTO_WEBHOOKS:=100}"
+        QUICK=true
+    elif [ $# -ne 1 ]; then
+        echo "usage: bash infra/bench.sh all [--quick]" >&2
+        exit 2
+    fi
+    : "${WARM:=1000}"
+elif [ $# -eq 1 ] && [ "$1" = ingest ]; then
     coldstarts=false
     sse=false
 elif [ $# -eq 1 ] && [ "$1" = sse ]; then
@@ -101,7 +131,10 @@ run_coldstarts() {
             events) echo "--path /v1/events" ;;
             webhook-mercadolivre) echo "--path /webhooks/mercadolivre --method POST --body {}" ;;
             webhook-meta) echo "--path /webhooks/meta" ;;
-            token-refresher | reconciler | webhook-worker) echo "--upstash" ;;
+            # The harness's wait, not the function's Timeout: moto's TransactWriteItems
+            # slows down as the table grows (one call took 28 s after a few hundred batches).
+            webhook-worker) echo "--upstash --sqs-meta --timeout-secs 120" ;;
+            token-refresher | reconciler) echo "--upstash" ;;
             *) echo "" ;;
         esac
     }
@@ -125,19 +158,38 @@ run_coldstarts() {
     reports=$(mktemp -d "${TMPDIR:-/tmp}/sellerhub-coldstarts.XXXXXX")
     load_before=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "== $FLOOR (the floor: hello-world lambda_http, the same release profile)"
-    coldstart "$FLOOR" | tee "$reports/floor.txt"
-    local i
+    local warm=()
+    [ "${WARM:-0}" -gt 0 ] && warm=(--warm "$WARM")
+    coldstart "$FLOOR" "${warm[@]}" --results "$RESULTS" | tee "$reports/floor.txt" \
+        || result "coldstart.$FLOOR.unmeasured" "lambda_coldstart failed (its output is above)"
+    local i function
     for i in "${!functions[@]}"; do
-        echo "== ${functions[$i]}"
+        function=${functions[$i]}
+        echo "== $function"
+        # The worker's invocations are full batches of 10 records: WARM records in all.
+        warm=()
+        if [ "${WARM:-0}" -gt 0 ]; then
+            warm=(--warm "$WARM")
+            [ "$function" = webhook-worker ] && warm=(--warm "$(((WARM + 9) / 10))")
+        fi
         # shellcheck disable=SC2046 # the arguments are words on purpose
-        coldstart "${functions[$i]}" --floor "$floor_bin" $(bench_args "${functions[$i]}") \
-            | tee "$reports/$i.txt"
+        coldstart "$function" --floor "$floor_bin" $(bench_args "$function") "${warm[@]}" \
+            --results "$RESULTS" | tee "$reports/$i.txt" \
+            || result "coldstart.$function.unmeasured" "lambda_coldstart failed (its output is above)"
     done
     coldstart_floor_summary "$reports" "$load_before" "${functions[@]}"
     rm -rf "$reports"
 
     echo "== rate limiter: round trips and check latency (redis-server through the Upstash REST shim)"
-    "$ROOT/target/release/limiter_bench" 5 1000 --check
+    "$ROOT/target/release/limiter_bench" 5 1000 --check | tee "$RESULTS.limiter"
+    awk '/round trips\/check/ {
+            key = /cached denial/ ? "limiter.cached" : "limiter.check"
+            for (i = 1; i <= NF; i++) {
+                if ($i == "round") print key ".round_trips", $(i + 2)
+                if ($i == "p50" || $i == "p99") print key "." $i "_us", $(i + 1)
+            }
+        }' "$RESULTS.limiter" >>"$RESULTS"
+    rm -f "$RESULTS.limiter"
     "${EMULATORS[@]}" stop
     EMULATORS_STARTED=false
 }
@@ -392,7 +444,11 @@ run_ingest() {
     SIG=$(cd "$PEER" && APP_SECRET="$APP_SECRET" node sign.js)
 
     echo "== ingest handlers in process, excluding the SQS call (ingest_bench; log and EMF lines to /dev/null)"
-    "$ROOT/target/release/ingest_bench" "${HANDLER_ROUNDS:-5}" "${HANDLER_REQUESTS:-20000}" --check >/dev/null
+    "$ROOT/target/release/ingest_bench" "${HANDLER_ROUNDS:-5}" "${HANDLER_REQUESTS:-20000}" --check \
+        2> >(tee "$WORK/ingest_bench.txt" >&2) >/dev/null || result ingest.handler.over_budget 1
+    sleep 0.2 # the tee's last lines
+    awk '$2 == "handle()" && $3 == "p50" { print "ingest.handler." $1 ".p50_us", $4; print "ingest.handler." $1 ".p99_us", $7 }' \
+        "$WORK/ingest_bench.txt" >>"$RESULTS"
 
     echo "== ingest: the local runner (release, embedded queue, LOCAL_WORKERS=false) vs the node-bullmq peer, $INGEST_ROUNDS rounds back to back, order alternating"
     LOST=0
@@ -436,6 +492,15 @@ run_ingest() {
         "$peer" "$(median "${peer_p50[@]}")" "$(median "${peer_p99[@]}")" "" "$r"
     echo "ratio ours/peer: ${r}× of the medians, $(median "${ratios[@]}")× the median of the rounds' ratios — goal ≥ 5×: $(awk -v r="$r" 'BEGIN { print (r >= 5 ? "met" : "NOT met") }')"
     echo "runner peak RSS (VmHWM): median $(median "${ours_hwm[@]}") MiB; every runner run: $([ "$LOST" -eq 0 ] && echo "none lost (every 200 on the queue)" || echo "MISMATCH, see above")"
+    result ingest.rounds "$INGEST_ROUNDS"
+    result ingest.wrk "-t$THREADS -c$CONNS -d$DURATION"
+    result ingest.ours.rps "$ours"
+    result ingest.ours.p99_ms "$(median "${ours_p99[@]}")"
+    result ingest.peer.rps "$peer"
+    result ingest.peer.p99_ms "$(median "${peer_p99[@]}")"
+    result ingest.ratio "$r"
+    result ingest.lost "$LOST"
+    result ingest.other_cores_max "$(printf '%s\n' "${ours_other[@]}" "${peer_other[@]}" | sort -g | tail -1)"
     [ "$LOST" -eq 0 ] || die "webhooks lost or a peer run failed; see above and $WORK"
     [ "${KEEP_LOGS:-0}" = 1 ] || rm -rf "$WORK"
 }
@@ -446,11 +511,140 @@ run_sse() {
     cargo build --profile runner -p local --bin local
     cargo build --release -p sellerhub-tests --bin sse_bench
     # sse_bench starts the runner itself (fresh DATA_DIR, loopback, workers on) and stops it.
+    local out rc=0
+    out=$(mktemp "${TMPDIR:-/tmp}/sellerhub-sse.XXXXXX")
     "$ROOT/target/release/sse_bench" --runner "$RUNNER_BIN" \
         --streams "${SSE_STREAMS:-1000}" --tenants "${SSE_TENANTS:-10}" \
         --hold-secs "${SSE_HOLD_SECS:-35}" --heartbeat-ms "${SSE_HEARTBEAT_MS:-5000}" \
-        --messages "${SSE_MESSAGES:-300}" --interval-ms "${SSE_INTERVAL_MS:-20}" --check
+        --messages "${SSE_MESSAGES:-300}" --interval-ms "${SSE_INTERVAL_MS:-20}" --check \
+        | tee "$out" || rc=$?
+    result sse.streams_wanted "${SSE_STREAMS:-1000}"
+    awk -F' *: ' '
+        /^streams open/ { split($2, a, " "); print "sse.streams_open", a[1] }
+        /^held/ { match($2, /runner RSS [0-9.]+/); print "sse.rss_mib", substr($2, RSTART + 11, RLENGTH - 11) }
+        /^accepted -> received/ {
+            match($2, /p50 [0-9.]+/); print "sse.latency_p50_ms", substr($2, RSTART + 4, RLENGTH - 4)
+            match($2, /p99 [0-9.]+/); print "sse.latency_p99_ms", substr($2, RSTART + 4, RLENGTH - 4)
+        }
+        /^events received/ { match($2, /missing [0-9]+/); print "sse.missing", substr($2, RSTART + 8, RLENGTH - 8) }
+    ' "$out" >>"$RESULTS"
+    rm -f "$out"
+    return "$rc"
 }
+
+# ------------------------------------------------------------------ sizes
+
+# Each function's release binary (x86_64, built here) and, when the deploy build made them
+# (`cargo lambda build --release --arm64`, infra/deploy-build.sh), its arm64 one; zipped
+# as Lambda takes it (one deflated `bootstrap`).
+zip_size() {
+    python3 - "$1" <<'PY'
+import io, sys, zipfile
+buffer = io.BytesIO()
+with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+    archive.write(sys.argv[1], "bootstrap")
+print(len(buffer.getvalue()))
+PY
+}
+
+run_sizes() {
+    local dir function binary
+    for dir in functions/*/; do
+        function=$(basename "$dir")
+        binary="$ROOT/target/release/$function"
+        if [ -f "$binary" ]; then
+            result "size.$function.x86_64" "$(stat -c %s "$binary")"
+            result "size.$function.x86_64_zip" "$(zip_size "$binary")"
+        else
+            result "size.$function.x86_64" "UNMEASURED: not built"
+        fi
+        binary="$ROOT/target/lambda/$function/bootstrap"
+        # ELF e_machine 0xb7: aarch64.
+        if [ -f "$binary" ] && [ "$(od -An -tx1 -j18 -N1 "$binary" | tr -d ' ')" = b7 ]; then
+            result "size.$function.arm64" "$(stat -c %s "$binary")"
+            result "size.$function.arm64_zip" "$(zip_size "$binary")"
+        else
+            result "size.$function.arm64" "UNMEASURED: not built here (cargo lambda build --release --arm64, see infra/deploy-build.sh)"
+        fi
+    done
+    echo "== sizes: $(grep -c '^size\..*\.x86_64 [0-9]' "$RESULTS") x86_64 binaries, $(grep -c '^size\..*\.arm64 [0-9]' "$RESULTS") arm64"
+}
+
+# ------------------------------------------------------------------ pipeline
+
+# Storage reads per authenticated request, then the worker's throughput and what each
+# webhook costs (pipeline_bench): on the embedded store and queue, then on moto (DynamoDB,
+# SQS) with the limiter on Redis through the Upstash shim, priced by infra/aws-prices.tsv.
+run_pipeline() {
+    cargo build --release -p sellerhub-tests --bin pipeline_bench
+    local bench=("$ROOT/target/release/pipeline_bench") webhooks=${PIPELINE_WEBHOOKS:-2000} rc=0
+    echo "== storage reads per authenticated request"
+    "${bench[@]}" reads --results "$RESULTS" >/dev/null || rc=1
+    echo "== worker: embedded store and queue, the sandbox provider"
+    "${bench[@]}" worker --backend embedded --webhooks "$webhooks" --results "$RESULTS" >/dev/null || rc=1
+    local EMULATORS=(bash "$ROOT/infra/emulators.sh")
+    "${EMULATORS[@]}" install
+    export SELLERHUB_EMULATORS_DIR="${SELLERHUB_EMULATORS_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sellerhub-bench.XXXXXX")}"
+    EMULATORS_STARTED=true
+    eval "$("${EMULATORS[@]}" start)"
+    export MOTO_ENDPOINT REDIS_URL
+    echo "== worker and cost per webhook: DynamoDB and SQS on moto, Upstash shim on Redis"
+    "${bench[@]}" worker --backend moto --webhooks "${PIPELINE_MOTO_WEBHOOKS:-200}" --results "$RESULTS" \
+        --prices "$ROOT/infra/aws-prices.tsv" >/dev/null || rc=1
+    "${EMULATORS[@]}" stop
+    EMULATORS_STARTED=false
+    return "$rc"
+}
+
+# ------------------------------------------------------------------ all
+
+# Runs a section of `all` in a subshell (its `die` ends only the section, and it cleans up
+# after itself); one that fails is recorded and the others still run.
+section() {
+    local name=$1
+    shift
+    if ! (trap cleanup EXIT; "$@"); then
+        echo "bench: the $name section failed; its rows say so" >&2
+        result "section.$name.failed" 1
+    fi
+}
+
+# The load from others: load average and what else runs, sampled at the start and end.
+machine() {
+    result machine.cores "$(nproc)"
+    result machine.memory_gib "$(awk '/^MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)"
+    result machine.cpu "\"$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)\""
+    result "machine.load_$1" "\"$(cut -d' ' -f1-3 /proc/loadavg)\""
+}
+
+run_all() {
+    echo "bench: results in $RESULTS"
+    result bench.date "$(date -u +%Y-%m-%dT%H:%MZ)"
+    result bench.command "\"bash infra/bench.sh all${QUICK:+ --quick}\""
+    result bench.commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    machine start
+    local dir all_functions=()
+    for dir in functions/*/; do all_functions+=(-p "$(basename "$dir")"); done
+    echo "== release builds: every function (release profile), the runner (runner profile), the bench binaries"
+    cargo build --release "${all_functions[@]}"
+    cargo build --profile runner -p local --bin local
+    cargo build --release -p sellerhub-tests --bin lambda_coldstart --bin limiter_bench \
+        --bin ingest_bench --bin sse_bench --bin pipeline_bench
+    section coldstarts run_coldstarts
+    section sizes run_sizes
+    section ingest run_ingest
+    section sse run_sse
+    section pipeline run_pipeline
+    machine end
+    result bench.warm "${WARM:-0}"
+    result bench.runs "${RUNS:-20}"
+    bash "$ROOT/infra/bench-table.sh" "$RESULTS"
+}
+
+if $all; then
+    run_all
+    exit 0
+fi
 
 if $coldstarts; then run_coldstarts; fi
 if $ingest; then run_ingest; fi

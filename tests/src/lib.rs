@@ -1,4 +1,5 @@
 //! Test support shared by the end-to-end suites.
+pub mod counting;
 pub mod emulator;
 pub mod local_runner;
 pub mod moto;

@@ -47,6 +47,8 @@ struct Shared {
     /// One multiplexed connection, replaced after Redis went away.
     connection: Mutex<Option<redis::aio::MultiplexedConnection>>,
     requests: AtomicUsize,
+    /// Commands run (a pipeline's each), as Upstash bills them.
+    commands: AtomicUsize,
     /// Every script sent, by the SHA-1 of its body as sent.
     scripts: std::sync::Mutex<HashMap<String, LoadedScript>>,
     read_only: AtomicBool,
@@ -99,6 +101,7 @@ impl UpstashShim {
             redis,
             connection: Mutex::new(None),
             requests: AtomicUsize::new(0),
+            commands: AtomicUsize::new(0),
             scripts: std::sync::Mutex::new(HashMap::new()),
             read_only: AtomicBool::new(false),
         });
@@ -134,6 +137,11 @@ impl UpstashShim {
     /// Requests served so far (every one: commands, pipelines, refused ones).
     pub fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Commands run so far (each of a pipeline's too): what Upstash bills.
+    pub fn commands(&self) -> usize {
+        self.shared.commands.load(Ordering::SeqCst)
     }
 
     /// Every script sent so far (EVAL, SCRIPT LOAD), once each.
@@ -258,6 +266,7 @@ enum Failure {
 
 /// Runs a command as Upstash would: scripts without the key-locking line, which Redis rejects.
 async fn run(shared: &Shared, parts: &[String]) -> Result<Value, Failure> {
+    shared.commands.fetch_add(1, Ordering::SeqCst);
     let verb = parts[0].to_ascii_uppercase();
     if shared.read_only.load(Ordering::SeqCst) && !READS.contains(&verb.as_str()) {
         return Err(Failure::Redis(format!(

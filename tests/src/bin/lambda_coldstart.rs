@@ -6,6 +6,7 @@
 //! cargo run -p sellerhub-tests --release --bin lambda_coldstart -- <function> [runs=20] [KEY=VALUE...]
 //!     [--path /health] [--resource /health] [--method GET] [--header Name:Value]...
 //!     [--body TEXT] [--timeout-secs 10] [--debug] [--binary PATH] [--check] [--moto]
+//!     [--upstash] [--warm N] [--sqs-meta] [--results FILE]
 //! ```
 //!
 //! `<function>` is a workspace package (built with `cargo build -p <function> --release`,
@@ -18,13 +19,30 @@
 //! template.yaml does in AWS; `--upstash` serves the Upstash REST protocol in front of
 //! REDIS_URL and hands the function its URL and token. Each run comes from its own
 //! client address (X-Forwarded-For), so per-IP limits measure the admitted path.
+//!
+//! `--warm N` then starts one more process and invokes it N times in a row (each from its
+//! own client address): its peak RSS after them, and the warm invocations' durations.
+//! `--sqs-meta` (with `--moto`) invokes with SQS events instead, as the webhook queue's
+//! event source mapping does: full batches of 10 envelopes of WhatsApp messages to a
+//! number linked to a tenant on moto, each message new, so each batch is real work.
+//! `--results FILE` appends the figures as `coldstart.<function>.<figure> value` lines.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sellerhub_tests::runtime_api::{FunctionProcess, apigw_rest_event, try_function_binary};
+use shared::auth::tenants::Tenants;
+use shared::channels::Channels;
+use shared::clock::{Clock, SystemClock};
+use shared::queue::ReceivedMessage;
+use shared::queue::consumer::{ConsumerSettings, sqs_event};
+use shared::store::Store;
+use shared::store::dynamodb::DynamoStore;
+use shared::webhooks::{Envelope, Source};
 
 const MAX_RUNS: usize = 1000;
 const BUDGET_INIT: Duration = Duration::from_millis(20);
@@ -47,11 +65,14 @@ struct Args {
     moto: bool,
     upstash: bool,
     floor: Option<PathBuf>,
+    warm: usize,
+    sqs_meta: bool,
+    results: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: lambda_coldstart <function> [runs=20] [KEY=VALUE...] [--path /health] \
 [--resource /health] [--method GET] [--header Name:Value]... [--body TEXT] [--timeout-secs 10] \
-[--debug] [--binary PATH] [--check] [--moto] [--upstash] [--floor PATH]";
+[--debug] [--binary PATH] [--check] [--moto] [--upstash] [--warm N] [--sqs-meta] [--results FILE] [--floor PATH]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -70,6 +91,9 @@ fn parse_args() -> Result<Args, String> {
         moto: false,
         upstash: false,
         floor: None,
+        warm: 0,
+        sqs_meta: false,
+        results: None,
     };
     let mut positional = Vec::new();
     let mut iter = std::env::args().skip(1);
@@ -100,6 +124,14 @@ fn parse_args() -> Result<Args, String> {
             "--moto" => args.moto = true,
             "--upstash" => args.upstash = true,
             "--floor" => args.floor = Some(PathBuf::from(value("--floor")?)),
+            "--sqs-meta" => args.sqs_meta = true,
+            "--results" => args.results = Some(PathBuf::from(value("--results")?)),
+            "--warm" => {
+                let warm: usize = value("--warm")?
+                    .parse()
+                    .map_err(|e| format!("--warm: {e}"))?;
+                args.warm = warm.min(100_000);
+            }
             flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}\n{USAGE}")),
             _ => positional.push(arg),
         }
@@ -187,6 +219,19 @@ async fn main() -> ExitCode {
     } else {
         None
     };
+    let sqs_meta = args.sqs_meta;
+    if sqs_meta {
+        let Some(table) = args
+            .env
+            .iter()
+            .find(|(key, _)| key == "TABLE_NAME")
+            .map(|(_, table)| table.clone())
+        else {
+            eprintln!("--sqs-meta needs --moto (a table to link the number in)");
+            return ExitCode::from(2);
+        };
+        link_number(&table).await;
+    }
     let binary = match &args.binary {
         Some(path) => path.clone(),
         None => match try_function_binary(&args.function, args.release) {
@@ -240,23 +285,14 @@ async fn main() -> ExitCode {
     let mut floor_inits = Vec::new();
     let mut floor_ratios = Vec::new();
 
+    let mut events = Events {
+        args: &args,
+        resource: &resource,
+        headers: &headers,
+        sqs_meta: sqs_meta.then_some(0),
+    };
     for run in 0..args.runs {
-        let client_ip = format!("203.0.113.{}", 1 + run % 250);
-        let mut headers = headers.clone();
-        if !headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
-        {
-            headers.push(("X-Forwarded-For", client_ip.as_str()));
-        }
-        let event = apigw_rest_event(
-            &args.method,
-            &args.path,
-            &resource,
-            &headers,
-            &[],
-            args.body.as_deref(),
-        );
+        let event = events.next(&format!("203.0.113.{}", 1 + run % 250));
         let floor_init = match &args.floor {
             Some(floor) => match floor_init(floor, &env, args.timeout).await {
                 Ok(init) => Some(init),
@@ -376,6 +412,61 @@ async fn main() -> ExitCode {
         );
         over_budget |= *max > BUDGET_RSS_KIB;
     }
+    let mut results = Vec::new();
+    if args.warm > 0 {
+        match warm(&binary, &env, &mut events, &args).await {
+            Ok(warm) => {
+                println!(
+                    "after {} warm invocations  peak RSS (VmHWM) {:.1} MiB [{}; budget ≤ 30 MiB]  duration median {}  p99 {}  mean {}  outcomes {}",
+                    args.warm,
+                    warm.peak_kib as f64 / 1024.0,
+                    verdict(warm.peak_kib <= BUDGET_RSS_KIB),
+                    ms(warm.median),
+                    ms(warm.p99),
+                    ms(warm.mean),
+                    warm.outcomes
+                );
+                over_budget |= warm.peak_kib > BUDGET_RSS_KIB;
+                results.extend([
+                    ("warm_invocations", args.warm.to_string()),
+                    (
+                        "warm_rss_mib",
+                        format!("{:.1}", warm.peak_kib as f64 / 1024.0),
+                    ),
+                    (
+                        "warm_ms_p50",
+                        format!("{:.3}", warm.median.as_secs_f64() * 1000.0),
+                    ),
+                    (
+                        "warm_ms_p99",
+                        format!("{:.3}", warm.p99.as_secs_f64() * 1000.0),
+                    ),
+                ]);
+            }
+            Err(error) => {
+                println!("after {} warm invocations  failed: {error}", args.warm);
+                failures += 1;
+            }
+        }
+    }
+    results.push(("size_bytes", binary_size.to_string()));
+    if let Some(med) = median(&inits) {
+        results.push(("init_ms_p50", format!("{:.3}", med.as_secs_f64() * 1000.0)));
+    }
+    if let Some(med) = median(&first_durations) {
+        results.push(("first_ms_p50", format!("{:.3}", med.as_secs_f64() * 1000.0)));
+    }
+    if let (Some(med), Some(max)) = (median(&peaks), peaks.last()) {
+        results.push(("rss_mib_p50", format!("{:.1}", med as f64 / 1024.0)));
+        results.push(("rss_mib_max", format!("{:.1}", *max as f64 / 1024.0)));
+    }
+    results.push(("failed_runs", failures.to_string()));
+    if let Some(path) = &args.results
+        && let Err(error) = append_results(path, &args.function, &results)
+    {
+        eprintln!("{}: {error}", path.display());
+        return ExitCode::FAILURE;
+    }
     let seen = outcomes
         .iter()
         .map(|(k, n)| format!("{k} ×{n}"))
@@ -391,8 +482,165 @@ async fn main() -> ExitCode {
     if args.check && (failures > 0 || over_budget) {
         return ExitCode::FAILURE;
     }
-    if failures == args.runs {
+    if failures >= args.runs {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+fn append_results(path: &Path, function: &str, results: &[(&str, String)]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    for (key, value) in results {
+        writeln!(file, "coldstart.{function}.{key} {value}")?;
+    }
+    Ok(())
+}
+
+/// The WhatsApp number the `--sqs-meta` batches are sent to.
+const PHONE: &str = "106540352242922";
+
+/// Links [`PHONE`] to a new tenant in `table` on moto, as a seller's sign-in and link would.
+async fn link_number(table: &str) {
+    let store: Arc<dyn Store> = Arc::new(DynamoStore::new(
+        sellerhub_tests::moto::dynamodb().await,
+        table,
+    ));
+    let now = SystemClock.now_secs();
+    let tenant = Tenants::new(Arc::clone(&store))
+        .for_seller(468_424_240, "LOJA", now)
+        .await
+        .expect("a tenant on moto");
+    Channels::new(store)
+        .link_whatsapp(&tenant, PHONE, now)
+        .await
+        .expect("the number linked on moto");
+}
+
+/// What each invocation is sent: the API Gateway event of the arguments, or (`--sqs-meta`)
+/// an SQS batch of 10 new WhatsApp messages (the number counts the messages made so far).
+struct Events<'a> {
+    args: &'a Args,
+    resource: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+    sqs_meta: Option<u64>,
+}
+
+impl Events<'_> {
+    fn next(&mut self, client_ip: &str) -> serde_json::Value {
+        if let Some(made) = &mut self.sqs_meta {
+            let messages: Vec<ReceivedMessage> = (0..10)
+                .map(|_| {
+                    *made += 1;
+                    meta_record(*made)
+                })
+                .collect();
+            let settings = ConsumerSettings {
+                batch_size: 10,
+                visibility_timeout: Duration::from_secs(180),
+                wait: Duration::ZERO,
+                queue_arn: "arn:aws:sqs:us-east-1:000000000000:webhooks".into(),
+                region: "us-east-1".into(),
+            };
+            return serde_json::to_value(sqs_event(&messages, &settings))
+                .expect("an SQS event is JSON");
+        }
+        let mut headers = self.headers.to_vec();
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+        {
+            headers.push(("X-Forwarded-For", client_ip));
+        }
+        apigw_rest_event(
+            &self.args.method,
+            &self.args.path,
+            self.resource,
+            &headers,
+            &[],
+            self.args.body.as_deref(),
+        )
+    }
+}
+
+/// The queue message webhook-meta makes of WhatsApp message number `n`, as received.
+fn meta_record(n: u64) -> ReceivedMessage {
+    let body = sellerhub_tests::whatsapp::message_at(
+        PHONE,
+        &format!("55119{:08}", n % 500),
+        &format!("wamid.coldstart-{}-{n}", std::process::id()),
+        &format!("message {n}"),
+        1_763_647_331 + n,
+    );
+    let change = shared::webhooks::meta::changes(body.as_bytes())
+        .expect("a Meta body")
+        .remove(0);
+    let envelope = Envelope {
+        source: Source::Meta,
+        received_at_ms: SystemClock.now_ms(),
+        dedupe_key: change.dedupe_key,
+        correlation_id: format!("coldstart-{n}"),
+        payload: change.payload,
+        deferrals: 0,
+    };
+    ReceivedMessage {
+        message_id: format!("m-{n}"),
+        receipt_handle: format!("r-{n}"),
+        body: envelope.to_message().expect("an envelope").body,
+        attributes: Default::default(),
+        receive_count: 1,
+        sent_at_millis: SystemClock.now_ms(),
+    }
+}
+
+struct Warm {
+    peak_kib: u64,
+    median: Duration,
+    p99: Duration,
+    mean: Duration,
+    outcomes: String,
+}
+
+/// One more process, invoked `args.warm` times in a row.
+async fn warm(
+    binary: &Path,
+    env: &[(&str, &str)],
+    events: &mut Events<'_>,
+    args: &Args,
+) -> Result<Warm, sellerhub_tests::runtime_api::HarnessError> {
+    let mut function = FunctionProcess::spawn(binary, env).await?;
+    function.wait_ready(args.timeout).await?;
+    let mut durations = Vec::with_capacity(args.warm);
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for n in 0..args.warm {
+        let event = events.next(&format!("198.18.{}.{}", (n / 250) % 256, 1 + n % 250));
+        let invocation = function.invoke(event, args.timeout).await?;
+        durations.push(invocation.duration);
+        let key = match (invocation.status_code(), invocation.error()) {
+            (_, Some(error)) => format!(
+                "function error {}",
+                error.kind().or(error.error_type.as_deref()).unwrap_or("?")
+            ),
+            (Some(code), None) => code.to_string(),
+            (None, None) => "answered".into(),
+        };
+        *outcomes.entry(key).or_default() += 1;
+    }
+    let peak_kib = function.peak_rss_kib().unwrap_or(0);
+    function.kill().await;
+    durations.sort();
+    let total: Duration = durations.iter().sum();
+    Ok(Warm {
+        peak_kib,
+        median: median(&durations).unwrap_or_default(),
+        p99: percentile(&durations, 99.0).unwrap_or_default(),
+        mean: total / u32::try_from(durations.len().max(1)).unwrap_or(u32::MAX),
+        outcomes: outcomes
+            .iter()
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }

@@ -224,6 +224,9 @@ async fn main() -> ExitCode {
         &[
             ("META_APP_SECRET", META_SECRET),
             ("EVENTS_HEARTBEAT_MS", heartbeat.as_str()),
+            // The sellers sign in back to back, two Mercado Livre calls each: more than
+            // the sign-in share (0.1) of the default burst (100) lets through at once.
+            ("RATE_LIMIT_ML_GLOBAL_BURST", "1000"),
         ],
     );
     let pid = runner.pid();
