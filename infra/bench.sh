@@ -87,15 +87,21 @@ elif [ $# -gt 0 ]; then
     sse=false
 fi
 
-# ------------------------------------------------------------------ cold starts, limiter
-
-run_coldstarts() {
+# moto and Redis on 127.0.0.1 (installed first if missing), stopped by the EXIT trap.
+start_emulators() {
     local EMULATORS=(bash "$ROOT/infra/emulators.sh")
     "${EMULATORS[@]}" install
     export SELLERHUB_EMULATORS_DIR="${SELLERHUB_EMULATORS_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sellerhub-bench.XXXXXX")}"
     EMULATORS_STARTED=true
     eval "$("${EMULATORS[@]}" start)"
     export MOTO_ENDPOINT REDIS_URL
+}
+
+# ------------------------------------------------------------------ cold starts, limiter
+
+run_coldstarts() {
+    local EMULATORS=(bash "$ROOT/infra/emulators.sh")
+    start_emulators
 
     if [ ${#functions[@]} -eq 0 ]; then
         for dir in functions/*/; do functions+=("$(basename "$dir")"); done
@@ -583,11 +589,7 @@ run_pipeline() {
     echo "== worker: embedded store and queue, the sandbox provider"
     "${bench[@]}" worker --backend embedded --webhooks "$webhooks" --results "$RESULTS" >/dev/null || rc=1
     local EMULATORS=(bash "$ROOT/infra/emulators.sh")
-    "${EMULATORS[@]}" install
-    export SELLERHUB_EMULATORS_DIR="${SELLERHUB_EMULATORS_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sellerhub-bench.XXXXXX")}"
-    EMULATORS_STARTED=true
-    eval "$("${EMULATORS[@]}" start)"
-    export MOTO_ENDPOINT REDIS_URL
+    start_emulators
     echo "== worker and cost per webhook: DynamoDB and SQS on moto, Upstash shim on Redis"
     "${bench[@]}" worker --backend moto --webhooks "${PIPELINE_MOTO_WEBHOOKS:-200}" --results "$RESULTS" \
         --prices "$ROOT/infra/aws-prices.tsv" >/dev/null || rc=1
