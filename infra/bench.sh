@@ -160,6 +160,8 @@ run_coldstarts() {
     # The floor's own figures once; then each function's runs, each just after a start of
     # the floor (paired: the machine's changing load weighs on both alike). The reports are
     # kept for the summary.
+    result bench.runs "${RUNS:-20}"
+    result bench.warm "${WARM:-0}"
     local reports load_before
     reports=$(mktemp -d "${TMPDIR:-/tmp}/sellerhub-coldstarts.XXXXXX")
     load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -638,8 +640,6 @@ run_all() {
     section sse run_sse
     section pipeline run_pipeline
     machine end
-    result bench.warm "${WARM:-0}"
-    result bench.runs "${RUNS:-20}"
     bash "$ROOT/infra/bench-table.sh" "$RESULTS"
 }
 

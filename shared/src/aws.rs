@@ -73,7 +73,7 @@ fn https_client(tls: &Tls) -> SharedHttpClient {
 
 /// An error and its sources on one short line (`dispatch failure: io error: …: Connection
 /// refused (os error 111)`), for SDK errors whose Display alone says too little.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -121,6 +121,15 @@ fn half_read_units(bytes: usize, consistent: bool) -> u64 {
     units(bytes, 4096) * if consistent { 2 } else { 1 }
 }
 
+/// The size of the item a get or delete returned (0 for none, or an error).
+fn returned_size(result: &StoreResult<Option<Item>>) -> usize {
+    result
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map_or(0, item_size)
+}
+
 pub struct CountingStore {
     inner: Arc<dyn Store>,
     counter: Counter,
@@ -143,11 +152,7 @@ impl CountingStore {
 impl Store for CountingStore {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
         let result = self.inner.get(key).await;
-        let size = result
-            .as_ref()
-            .ok()
-            .and_then(Option::as_ref)
-            .map_or(0, item_size);
+        let size = returned_size(&result);
         self.counter.add(Field::Gets, 1);
         self.counter
             .add(Field::HalfReadUnits, half_read_units(size, true));
@@ -163,11 +168,7 @@ impl Store for CountingStore {
 
     async fn delete(&self, key: &Key, condition: Condition) -> StoreResult<Option<Item>> {
         let result = self.inner.delete(key, condition).await;
-        let size = result
-            .as_ref()
-            .ok()
-            .and_then(Option::as_ref)
-            .map_or(0, item_size);
+        let size = returned_size(&result);
         self.counter.add(Field::Deletes, 1);
         self.counter.add(Field::WriteUnits, units(size, 1024));
         result

@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use shared::aws::error_chain;
 use shared::config::{Config, ConfigError, Profile};
 use shared::tls::Tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -127,23 +128,11 @@ fn tls_of(vars: &[(&str, &str)]) -> Result<Tls, ConfigError> {
     Config::from_vars(Profile::Local, |name| vars.get(name).cloned()).map(|config| config.tls)
 }
 
-/// `error` and its sources on one line.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
-}
-
 async fn get(tls: &Tls, url: &str) -> Result<String, String> {
     let client = shared::outbound::http_client(tls, Duration::from_secs(5)).unwrap();
-    let response = client.get(url).send().await.map_err(|e| chain(&e))?;
+    let response = client.get(url).send().await.map_err(|e| error_chain(&e))?;
     assert_eq!(response.status(), 200);
-    response.text().await.map_err(|e| chain(&e))
+    response.text().await.map_err(|e| error_chain(&e))
 }
 
 /// A DynamoDB ListTables at `url`, through the SDK configuration the functions use.
@@ -159,7 +148,7 @@ async fn list_tables(tls: &Tls, url: &str) -> Result<Vec<String>, String> {
         .list_tables()
         .send()
         .await
-        .map_err(|e| chain(&e))?;
+        .map_err(|e| error_chain(&e))?;
     Ok(tables.table_names().to_vec())
 }
 

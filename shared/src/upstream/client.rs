@@ -651,14 +651,7 @@ impl MercadoLivre {
 
 /// An error's chain of causes on one line ("error sending request: connection reset").
 fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    redact::redact_text(&text).into_owned()
+    redact::redact_text(&crate::aws::error_chain(error)).into_owned()
 }
 
 /// A Mercado Livre error body: `{"message", "error", "status", "cause"}`; the token
