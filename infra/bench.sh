@@ -17,7 +17,7 @@
 #
 #   bash infra/bench.sh all [--quick]   # every budget in one table (docs/BENCHMARKS.md): release
 #                                       # builds, cold starts with peak RSS after WARM (1000) warm
-#                                       # invocations, sizes (x86_64; arm64 if built), limiter,
+#                                       # invocations, sizes (x86_64 and arm64), limiter,
 #                                       # ingest vs the peer, SSE, reads per authenticated request,
 #                                       # worker throughput and the cost per million webhooks
 #   bash infra/bench.sh                 # everything: cold starts of every function, limiter, ingest, SSE
@@ -137,9 +137,7 @@ run_coldstarts() {
             events) echo "--path /v1/events" ;;
             webhook-mercadolivre) echo "--path /webhooks/mercadolivre --method POST --body {}" ;;
             webhook-meta) echo "--path /webhooks/meta" ;;
-            # The harness's wait, not the function's Timeout: moto's TransactWriteItems
-            # slows down as the table grows (one call took 28 s after a few hundred batches).
-            webhook-worker) echo "--upstash --sqs-meta --timeout-secs 120" ;;
+            webhook-worker) echo "--upstash --sqs-meta" ;;
             token-refresher | reconciler) echo "--upstash" ;;
             *) echo "" ;;
         esac
@@ -542,8 +540,8 @@ run_sse() {
 
 # ------------------------------------------------------------------ sizes
 
-# Each function's release binary (x86_64, built here) and, when the deploy build made them
-# (`cargo lambda build --release --arm64`, infra/deploy-build.sh), its arm64 one; zipped
+# Each function's release binary (x86_64, built here) and, when this run built them
+# (build_arm64: `all` without --quick), its arm64 one; zipped
 # as Lambda takes it (one deflated `bootstrap`).
 zip_size() {
     python3 - "$1" <<'PY'
@@ -553,6 +551,15 @@ with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
     archive.write(sys.argv[1], "bootstrap")
 print(len(buffer.getvalue()))
 PY
+}
+
+# Every function for arm64 in the release profile, as deployed, with cargo-lambda (zig links
+# it): installed by infra/deploy-build.sh. Recorded in the results, so that run_sizes reads
+# only what this run built (a `LAMBDA_PROFILE=ci` deploy build leaves unoptimised ones).
+build_arm64() {
+    bash "$ROOT/infra/deploy-build.sh" install
+    PATH="$ROOT/infra/.venv-deploy/bin:$PATH" cargo lambda build --release --arm64 "$@"
+    result size.arm64_built 1
 }
 
 run_sizes() {
@@ -567,12 +574,12 @@ run_sizes() {
             result "size.$function.x86_64" "UNMEASURED: not built"
         fi
         binary="$ROOT/target/lambda/$function/bootstrap"
-        # ELF e_machine 0xb7: aarch64.
-        if [ -f "$binary" ] && [ "$(od -An -tx1 -j18 -N1 "$binary" | tr -d ' ')" = b7 ]; then
+        # Built by this run (build_arm64), for aarch64 (ELF e_machine 0xb7).
+        if grep -qx "size.arm64_built 1" "$RESULTS" && [ -f "$binary" ] && [ "$(od -An -tx1 -j18 -N1 "$binary" | tr -d ' ')" = b7 ]; then
             result "size.$function.arm64" "$(stat -c %s "$binary")"
             result "size.$function.arm64_zip" "$(zip_size "$binary")"
         else
-            result "size.$function.arm64" "UNMEASURED: not built here (cargo lambda build --release --arm64, see infra/deploy-build.sh)"
+            result "size.$function.arm64" "UNMEASURED: not built by this run (\`all\` builds it, not \`all --quick\`)"
         fi
     done
     echo "== sizes: $(grep -c '^size\..*\.x86_64 [0-9]' "$RESULTS") x86_64 binaries, $(grep -c '^size\..*\.arm64 [0-9]' "$RESULTS") arm64"
@@ -634,6 +641,9 @@ run_all() {
     cargo build --profile runner -p local --bin local
     cargo build --release -p sellerhub-tests --bin lambda_coldstart --bin limiter_bench \
         --bin ingest_bench --bin sse_bench --bin pipeline_bench
+    if [ -z "${QUICK:-}" ]; then
+        section arm64 build_arm64 "${all_functions[@]}"
+    fi
     section coldstarts run_coldstarts
     section sizes run_sizes
     section ingest run_ingest

@@ -7,13 +7,15 @@
 //! Every table and queue gets a unique name, so tests can share one moto process
 //! concurrently and never need a reset.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ProvisionedThroughput, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, ProvisionedThroughput,
+    ScalarAttributeType, TimeToLiveSpecification, WriteRequest,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_norway::Value;
@@ -228,6 +230,85 @@ pub async fn create_table() -> String {
             });
     }
     name
+}
+
+/// A table's primary keys (pk, sk), read by scanning it.
+pub async fn table_keys(table: &str) -> HashSet<(String, String)> {
+    let client = dynamodb().await;
+    let mut keys = HashSet::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .projection_expression("pk, sk")
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "Scan on moto: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(&error)
+                )
+            });
+        for item in page.items() {
+            let text = |name: &str| {
+                item.get(name)
+                    .and_then(|value| value.as_s().ok())
+                    .unwrap_or_else(|| panic!("an item without a string {name}"))
+                    .clone()
+            };
+            keys.insert((text("pk"), text("sk")));
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return keys;
+        }
+    }
+}
+
+/// Deletes every item of `table` whose key is not in `keep`.
+///
+/// For benches that write a growing table on moto: moto copies the whole table on every
+/// TransactWriteItems (to roll it back on a cancellation), so its calls slow down as the
+/// table grows, which DynamoDB's do not. Emptying it of what each step wrote keeps every
+/// step's work the same.
+pub async fn delete_all_but(table: &str, keep: &HashSet<(String, String)>) {
+    let client = dynamodb().await;
+    let doomed: Vec<_> = table_keys(table)
+        .await
+        .into_iter()
+        .filter(|key| !keep.contains(key))
+        .collect();
+    for chunk in doomed.chunks(25) {
+        let requests = chunk
+            .iter()
+            .map(|(pk, sk)| {
+                let key = DeleteRequest::builder()
+                    .key("pk", AttributeValue::S(pk.clone()))
+                    .key("sk", AttributeValue::S(sk.clone()))
+                    .build()
+                    .expect("a key");
+                WriteRequest::builder().delete_request(key).build()
+            })
+            .collect();
+        let mut unprocessed = HashMap::from([(table.to_owned(), requests)]);
+        while !unprocessed.is_empty() {
+            unprocessed = client
+                .batch_write_item()
+                .set_request_items(Some(unprocessed))
+                .send()
+                .await
+                .unwrap_or_else(|error| {
+                    panic!(
+                        "BatchWriteItem on moto: {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(&error)
+                    )
+                })
+                .unprocessed_items
+                .unwrap_or_default();
+        }
+    }
 }
 
 // ------------------------------------------------------------------ the queues
