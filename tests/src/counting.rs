@@ -4,11 +4,14 @@
 //!
 //! Units follow DynamoDB's rounding: a read is one unit per 4 KB read (at least one), half
 //! that when eventually consistent (the adapter reads the table strongly consistent and
-//! the index eventually); a write is one unit per 1 KB written (at least one), twice that
-//! inside a transaction. Sizes are the kernel's `item_size`, of what was written or
-//! returned; a delete, check or add inside a transaction counts as 1 KB (the adapter does
-//! not see the stored item). Failed conditional writes cost their units too, as in
-//! DynamoDB.
+//! the index eventually); a write is one unit per 1 KB of the larger of the item before
+//! and after it (at least one), twice that inside a transaction. A write that succeeds
+//! also writes the index (gsi1, which projects whole items) where the item is or was in
+//! it: one unit per 1 KB to put it there or update it in place, one to delete it from
+//! there, both when its index key changed. Index writes are counted once, inside a
+//! transaction too. Sizes are the kernel's `item_size`; the item before a write is read
+//! from the store beneath, uncounted. A check costs a write unit of 1 KB, twice in a
+//! transaction. Failed conditional writes cost their table units too, as in DynamoDB.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,17 +163,26 @@ impl Store for CountingStore {
     }
 
     async fn put(&self, item: Item, condition: Condition) -> StoreResult<()> {
+        let before = self.before(&item.key).await;
+        let (table, index) = write_units(before.as_ref(), Some(&item));
         self.counter.add(Field::Puts, 1);
-        self.counter
-            .add(Field::WriteUnits, units(item_size(&item), 1024));
-        self.inner.put(item, condition).await
+        self.counter.add(Field::WriteUnits, table);
+        let result = self.inner.put(item, condition).await;
+        if result.is_ok() {
+            self.counter.add(Field::WriteUnits, index);
+        }
+        result
     }
 
     async fn delete(&self, key: &Key, condition: Condition) -> StoreResult<Option<Item>> {
+        let before = self.before(key).await;
+        let (table, index) = write_units(before.as_ref(), None);
         let result = self.inner.delete(key, condition).await;
-        let size = returned_size(&result);
         self.counter.add(Field::Deletes, 1);
-        self.counter.add(Field::WriteUnits, units(size, 1024));
+        self.counter.add(Field::WriteUnits, table);
+        if result.is_ok() {
+            self.counter.add(Field::WriteUnits, index);
+        }
         result
     }
 
@@ -198,17 +210,55 @@ impl Store for CountingStore {
     }
 
     async fn transact(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
-        let write_units: u64 = ops
-            .iter()
-            .map(|op| match op {
-                WriteOp::Put { item, .. } => 2 * units(item_size(item), 1024),
-                WriteOp::Delete { .. } | WriteOp::Check { .. } | WriteOp::Add { .. } => 2,
-            })
-            .sum();
+        let (mut table, mut index) = (0, 0);
+        for op in &ops {
+            let before = self.before(op.key()).await;
+            let (op_table, op_index) = match op {
+                WriteOp::Put { item, .. } => write_units(before.as_ref(), Some(item)),
+                WriteOp::Delete { .. } => write_units(before.as_ref(), None),
+                WriteOp::Check { .. } => (1, 0),
+                // The counter changes; the rest of the item stays as it is.
+                WriteOp::Add { .. } => match &before {
+                    Some(before) => write_units(Some(before), Some(before)),
+                    None => (1, 0),
+                },
+            };
+            table += 2 * op_table;
+            index += op_index;
+        }
         self.counter.add(Field::Transactions, 1);
-        self.counter.add(Field::WriteUnits, write_units);
-        self.inner.transact(ops).await
+        self.counter.add(Field::WriteUnits, table);
+        let result = self.inner.transact(ops).await;
+        if result.is_ok() {
+            self.counter.add(Field::WriteUnits, index);
+        }
+        result
     }
+}
+
+impl CountingStore {
+    /// The item at `key` before a write, read uncounted (what DynamoDB sizes a write by).
+    async fn before(&self, key: &Key) -> Option<Item> {
+        self.inner.get(key).await.ok().flatten()
+    }
+}
+
+/// The write units of writing `after` (None: deleting) over `before` (None: nothing
+/// there): the table's, and the index's once the write succeeded.
+fn write_units(before: Option<&Item>, after: Option<&Item>) -> (u64, u64) {
+    let size = |item: Option<&Item>| item.map_or(0, item_size);
+    let table = units(size(before).max(size(after)), 1024);
+    let in_index = |item: &&Item| item.gsi1.is_some();
+    let index = match (before.filter(in_index), after.filter(in_index)) {
+        (None, None) => 0,
+        (Some(gone), None) => units(item_size(gone), 1024),
+        (None, Some(new)) => units(item_size(new), 1024),
+        (Some(old), Some(new)) if old.gsi1 == new.gsi1 => {
+            units(item_size(old).max(item_size(new)), 1024)
+        }
+        (Some(old), Some(new)) => units(item_size(old), 1024) + units(item_size(new), 1024),
+    };
+    (table, index)
 }
 
 /// Counts the requests made of the queue. Its dead-letter queue is the inner one's,
@@ -269,5 +319,82 @@ impl Queue for CountingQueue {
 
     fn dead_letters(&self) -> Option<&dyn Queue> {
         self.inner.dead_letters()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use shared::embedded_db::EmbeddedDb;
+    use shared::store::StoreError;
+    use shared::store::embedded::EmbeddedStore;
+
+    use super::*;
+
+    fn store() -> (CountingStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let embedded = EmbeddedStore::open(EmbeddedDb::open(dir.path()).unwrap()).unwrap();
+        (CountingStore::new(Arc::new(embedded)), dir)
+    }
+
+    fn indexed(sk: &str, gsi1sk: &str) -> Item {
+        Item::new(Key::new("T#1", sk), json!({ "text": "x" }))
+            .with_gsi1(Key::new("T#1#BY_DATE", gsi1sk))
+    }
+
+    #[tokio::test]
+    async fn index_writes_are_counted_where_the_item_enters_moves_or_leaves_the_index() {
+        let (store, _dir) = store();
+        let units = |store: &CountingStore| store.counts().write_units();
+
+        store
+            .put(indexed("A", "1"), Condition::Absent)
+            .await
+            .unwrap();
+        assert_eq!(
+            units(&store),
+            2,
+            "the table, and the item's copy in the index"
+        );
+
+        let failed = store.put(indexed("A", "1"), Condition::Absent).await;
+        assert!(matches!(failed, Err(StoreError::ConditionFailed { .. })));
+        assert_eq!(
+            units(&store),
+            3,
+            "a failed condition costs the table's unit, no index"
+        );
+
+        store
+            .put(indexed("A", "2"), Condition::VersionIs(0))
+            .await
+            .unwrap();
+        assert_eq!(units(&store), 6, "a new index key: deleted there, then put");
+
+        store
+            .transact(vec![WriteOp::Put {
+                item: Item::new(Key::new("T#1", "A"), json!({ "text": "x" })),
+                condition: Condition::VersionIs(0),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(
+            units(&store),
+            9,
+            "twice the table's in a transaction, once the index's"
+        );
+
+        store
+            .transact(vec![WriteOp::Put {
+                item: Item::new(Key::new("T#1", "B"), json!({ "text": "y" })),
+                condition: Condition::Absent,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(
+            units(&store),
+            11,
+            "an item outside the index writes the table alone"
+        );
     }
 }
